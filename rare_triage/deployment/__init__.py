@@ -1,0 +1,27 @@
+"""Deployment: ONNX export with a blocking parity check, publication to the bucket, gated promotion, rollback."""
+
+from rare_triage.deployment.assets import onnx_model, published_model
+from rare_triage.deployment.checks import dev_serves_published, onnx_parity, onnx_size
+from rare_triage.deployment.jobs import promote_to_prod_job, rollback_job
+from rare_triage.deployment.resources import (
+    ModelBucketResource,
+    ModelRegistryResource,
+    build_bucket_resource,
+    build_deployment_resources,
+    build_registry_resource,
+)
+
+DEPLOYMENT_ASSETS = [onnx_model, published_model]
+DEPLOYMENT_CHECKS = [onnx_parity, onnx_size, dev_serves_published]
+DEPLOYMENT_JOBS = [promote_to_prod_job, rollback_job]
+
+__all__ = [
+    "DEPLOYMENT_ASSETS",
+    "DEPLOYMENT_CHECKS",
+    "DEPLOYMENT_JOBS",
+    "ModelBucketResource",
+    "ModelRegistryResource",
+    "build_bucket_resource",
+    "build_deployment_resources",
+    "build_registry_resource",
+]

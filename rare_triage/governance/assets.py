@@ -1,0 +1,91 @@
+"""Governance of each daily partition: anonymized tables and the quarantine of rows that failed validation."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+
+from rare_triage import constants as c
+from rare_triage.governance.checks import GOVERNANCE_CHECK_SPECS, governance_check_results
+from rare_triage.governance.resources import PseudonymizationResource
+from rare_triage.lib import schema
+from rare_triage.lib.governance import GovernanceCodes, govern_extract
+from rare_triage.lib.reference import known_icd10_codes, load_orphanet_epidemiology
+
+ANONYMIZED_SPEC = dg.AssetSpec(
+    c.ANONYMIZED_ENCOUNTERS,
+    group_name=c.GROUP_GOVERNANCE,
+    deps=[c.RAW_EHR_EXTRACT, c.HPO_REFERENCE_TABLES],
+    kinds={"python", "parquet"},
+    description=(
+        "Encounters, vitals, symptoms, diagnoses and comorbidities with every HIPAA Safe Harbor identifier removed "
+        "or generalized: HMAC-SHA256 pseudonymous keys, age top-coded at 90, year only (the partition day is the one "
+        "date element kept), ZIP3, k-anonymity >= 5. The step fails, and stores nothing, if any identifier survives."
+    ),
+).with_io_manager_key(c.PARQUET_IO_MANAGER)
+QUARANTINE_SPEC = dg.AssetSpec(
+    c.QUARANTINED_RECORDS,
+    group_name=c.GROUP_GOVERNANCE,
+    deps=[c.RAW_EHR_EXTRACT, c.HPO_REFERENCE_TABLES],
+    kinds={"python", "parquet"},
+    description="Rows that failed validation or k-anonymity, one line per problem with its reason; no identifier.",
+).with_io_manager_key(c.PARQUET_IO_MANAGER)
+
+
+def governance_codes(reference: dict[str, pd.DataFrame]) -> GovernanceCodes:
+    """The code lists rows are validated against."""
+    return GovernanceCodes(
+        icd10=known_icd10_codes(),
+        orpha=frozenset(int(x) for x in load_orphanet_epidemiology()["orpha_code"]),
+        hpo=frozenset(reference["hpo_terms"]["hpo_id"]),
+    )
+
+
+@dg.multi_asset(
+    specs=[ANONYMIZED_SPEC, QUARANTINE_SPEC],
+    partitions_def=c.DAILY_PARTITIONS,
+    ins={
+        "raw": dg.AssetIn(c.RAW_EHR_EXTRACT),
+        "reference": dg.AssetIn(c.HPO_REFERENCE_TABLES),
+    },
+    check_specs=GOVERNANCE_CHECK_SPECS,
+    name="govern_extract",
+)
+def anonymized_and_quarantined(
+    context: dg.AssetExecutionContext,
+    pseudonymization: PseudonymizationResource,
+    raw: dict[str, pd.DataFrame],
+    reference: dict[str, pd.DataFrame],
+) -> Iterator[dg.Output[object] | dg.AssetCheckResult]:
+    result = govern_extract(
+        raw,
+        partition_day=context.partition_key,
+        pseudonymizer=pseudonymization.pseudonymizer(),
+        codes=governance_codes(reference),
+        k=pseudonymization.k_anonymity,
+    )
+    enc = result.counts[schema.RAW_ENCOUNTERS]
+    yield dg.Output(
+        result.anonymized,
+        output_name=c.ANONYMIZED_ENCOUNTERS.to_python_identifier(),
+        metadata={
+            "encounters_in": enc["in"],
+            "encounters_out": enc["valid"],
+            "encounters_quarantined": enc["quarantined"],
+            "counts": dg.MetadataValue.json(result.counts),
+            "k_anonymity": dg.MetadataValue.json(result.k_report),
+            "dagster/row_count": enc["valid"],
+        },
+    )
+    reasons = result.quarantined["reason"].str.split(":").str[0].value_counts().head(20).to_dict()
+    yield dg.Output(
+        result.quarantined,
+        output_name=c.QUARANTINED_RECORDS.to_python_identifier(),
+        metadata={
+            "rows": len(result.quarantined),
+            "by_table": dg.MetadataValue.json(result.quarantined["table"].value_counts().to_dict()),
+            "by_field": dg.MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+            "dagster/row_count": len(result.quarantined),
+        },
+    )
+    yield from governance_check_results(result, pseudonymization.k_anonymity)

@@ -1,0 +1,174 @@
+"""Validated view of one FHIR R4 Bundle: resources parsed with ``fhir.resources.R4B`` and references resolved.
+
+Only the resource types the raw tables are built from are validated; any other type is
+ignored. A validation error becomes a ValueError naming the resource and the field.
+"""
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+from fhir.resources.R4B import get_fhir_model_class
+from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from pydantic import ValidationError
+
+ACCEPTED_BUNDLE_TYPES: Final = ("collection", "transaction", "batch", "searchset")
+MAPPED_RESOURCE_TYPES: Final = ("Patient", "Encounter", "Observation", "Condition", "Organization", "Location")
+
+LOINC_SYSTEM: Final = "http://loinc.org"
+SNOMED_SYSTEM: Final = "http://snomed.info/sct"
+UCUM_SYSTEM: Final = "http://unitsofmeasure.org"
+V2_IDENTIFIER_TYPE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v2-0203"
+CONDITION_CATEGORY_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/condition-category"
+# Canonical base of the few rare-triage code systems and extensions a source may use.
+RARE_TRIAGE_FHIR_BASE: Final = "https://rare-triage.example.org/fhir"
+
+_TYPED_REFERENCE: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_URN: Final = re.compile(r"^urn:(?:uuid|oid):(.+)$")
+
+
+def resource_label(resource: dict[str, Any] | FHIRAbstractModel) -> str:
+    """``Observation/obs-1`` (or ``Observation/<no id>``): how errors name a resource."""
+    if isinstance(resource, FHIRAbstractModel):
+        return f"{resource.get_resource_type()}/{getattr(resource, 'id', None) or '<no id>'}"
+    return f"{resource.get('resourceType', '<no resourceType>')}/{resource.get('id') or '<no id>'}"
+
+
+def validation_message(label: str, error: ValidationError) -> str:
+    """One readable line per pydantic error: ``invalid FHIR Observation/o1: field status: ...``."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "<resource>"
+        problems.append(f"field {location}: {item['msg']}")
+    return f"invalid FHIR {label}: " + "; ".join(problems)
+
+
+def validate_resource(resource: dict[str, Any]) -> FHIRAbstractModel:
+    """Parse one R4 resource dict with its R4B model; ValueError names the resource and field."""
+    label = resource_label(resource)
+    model = get_fhir_model_class(str(resource["resourceType"]))
+    try:
+        return model.model_validate(resource)
+    except ValidationError as error:
+        raise ValueError(validation_message(label, error)) from error
+
+
+@dataclass
+class BundleIndex:
+    """The mapped resources of a Bundle, each with its key, plus reference resolution."""
+
+    entries: list[tuple[str, FHIRAbstractModel]] = field(default_factory=list)
+    _by_reference: dict[str, tuple[str, FHIRAbstractModel]] = field(default_factory=dict)
+
+    def add(self, key: str, full_url: str | None, resource: FHIRAbstractModel) -> None:
+        self.entries.append((key, resource))
+        self._by_reference[f"{resource.get_resource_type()}/{key}"] = (key, resource)
+        if full_url:
+            self._by_reference[full_url] = (key, resource)
+
+    def of_type(self, resource_type: str) -> Iterator[tuple[str, Any]]:
+        """(key, resource) pairs of one resource type, in Bundle order."""
+        return ((k, r) for k, r in self.entries if r.get_resource_type() == resource_type)
+
+    def resolve(self, reference: Any, expected_type: str) -> tuple[str | None, Any | None]:
+        """(key, resource-or-None) of a Reference to ``expected_type``; the resource only if it is in the Bundle.
+
+        A reference to a resource outside the Bundle still yields its id; one to another type
+        yields (None, None).
+        """
+        text = getattr(reference, "reference", None) if reference is not None else None
+        if not text:
+            return None, None
+        if text in self._by_reference:
+            key, resource = self._by_reference[text]
+            return (key, resource) if resource.get_resource_type() == expected_type else (None, None)
+        typed = _TYPED_REFERENCE.search(text)
+        if typed:
+            return (typed.group(2), None) if typed.group(1) == expected_type else (None, None)
+        urn = _URN.match(text)
+        return (urn.group(1), None) if urn else (None, None)
+
+
+def index_bundle(bundle: dict[str, Any]) -> BundleIndex:
+    """Validate the Bundle envelope and its mapped resources; ValueError names the first invalid one."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
+        raise ValueError(f"expected a FHIR Bundle, got {found!r}")
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise ValueError(f"invalid FHIR {resource_label(bundle)}: field entry: must be a list")
+    envelope = dict(bundle)
+    envelope["entry"] = [
+        {k: v for k, v in entry.items() if k != "resource"} if isinstance(entry, dict) else entry
+        for entry in raw_entries
+    ]
+    parsed_envelope: Any
+    try:
+        parsed_envelope = get_fhir_model_class("Bundle").model_validate(envelope)
+    except ValidationError as error:
+        raise ValueError(validation_message(resource_label(bundle), error)) from error
+    if parsed_envelope.type not in ACCEPTED_BUNDLE_TYPES:
+        raise ValueError(
+            f"invalid FHIR {resource_label(bundle)}: field type: {parsed_envelope.type!r} is not one of "
+            + ", ".join(ACCEPTED_BUNDLE_TYPES)
+        )
+    index = BundleIndex()
+    for position, entry in enumerate(raw_entries):
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or resource.get("resourceType") not in MAPPED_RESOURCE_TYPES:
+            continue
+        full_url = entry.get("fullUrl")
+        key = resource.get("id") or _key_from_full_url(full_url)
+        if not key:
+            raise ValueError(
+                f"invalid FHIR {resource_label(resource)} (entry {position}): field id: no id and no fullUrl"
+            )
+        index.add(str(key), full_url, validate_resource(resource))
+    return index
+
+
+def _key_from_full_url(full_url: str | None) -> str | None:
+    if not full_url:
+        return None
+    urn = _URN.match(full_url)
+    return urn.group(1) if urn else full_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def codings(concept: Any) -> list[Any]:
+    """The codings of a CodeableConcept (empty when absent)."""
+    return list(getattr(concept, "coding", None) or []) if concept is not None else []
+
+
+def codes_in(concepts: Iterable[Any], system: str | None = None) -> list[str]:
+    """Codes of the codings of several CodeableConcepts, optionally only those of one system."""
+    return [
+        c.code for concept in concepts for c in codings(concept) if c.code and (system is None or c.system == system)
+    ]
+
+
+def to_float(value: Decimal | float | int | None) -> float | None:
+    """FHIR decimals arrive as Decimal; the raw tables hold float64."""
+    return None if value is None else float(value)
+
+
+def to_day(value: dt.date | dt.datetime | str | None) -> dt.date | None:
+    """The calendar day of a FHIR date/dateTime as written (no timezone conversion); None if partial."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return None
+
+
+def extension_value(resource: Any, url: str) -> Any:
+    """The value[x] of the first extension with ``url``, or None."""
+    for extension in getattr(resource, "extension", None) or []:
+        if extension.url == url:
+            for name in ("valueInteger", "valueUnsignedInt", "valueDecimal", "valueString", "valueCode"):
+                value = getattr(extension, name, None)
+                if value is not None:
+                    return value
+    return None

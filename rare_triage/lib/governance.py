@@ -1,0 +1,96 @@
+"""The governance step of one partition: validate, quarantine, anonymize, enforce k-anonymity, prove no identifier.
+
+Every raw row ends either in the anonymized tables or in the quarantine with its reason; `GovernanceResult.counts`
+says so per table (in = out + quarantined).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from rare_triage.lib import schema
+from rare_triage.lib.anonymize import Pseudonymizer, anonymize_extract, assert_no_identifiers
+from rare_triage.lib.kanonymity import below_k_quarantine, enforce_k_anonymity
+from rare_triage.lib.validation import validate_extract
+
+CHILD_TABLES = (schema.ANON_VITALS, schema.ANON_SYMPTOMS, schema.ANON_DIAGNOSES, schema.ANON_COMORBIDITIES)
+RAW_TABLE_OF_ANON = {schema.ANON_ENCOUNTERS: schema.RAW_ENCOUNTERS} | {t: t for t in CHILD_TABLES}
+CHILD_OF_BELOW_K_REASON = "encounter quarantined: k-anonymity class below k"
+
+
+@dataclass(frozen=True)
+class GovernanceCodes:
+    """The code lists a row must belong to."""
+
+    icd10: frozenset[str]
+    orpha: frozenset[int]
+    hpo: frozenset[str]
+
+
+@dataclass(frozen=True)
+class GovernanceResult:
+    """Anonymized ANON_* tables, quarantined rows (QUARANTINE_COLUMNS) and the accounting."""
+
+    anonymized: dict[str, pd.DataFrame]
+    quarantined: pd.DataFrame
+    counts: dict[str, dict[str, int]]
+    k_report: dict[str, int]
+
+
+def _child_quarantine(table: str, rows: pd.DataFrame, partition_day: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "partition_day": partition_day,
+            "table": table,
+            "row_ref": rows["encounter_key"].astype(object),
+            "field": "encounter_id",
+            "reason": CHILD_OF_BELOW_K_REASON,
+            "row_json": rows.to_json(orient="records", lines=True).splitlines() if len(rows) else [],
+        },
+        columns=list(schema.QUARANTINE_COLUMNS),
+    )
+
+
+def govern_extract(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    partition_day: str,
+    pseudonymizer: Pseudonymizer,
+    codes: GovernanceCodes,
+    k: int = 5,
+) -> GovernanceResult:
+    """Raw extract of one day to anonymized tables; raises before returning if any identifier would survive."""
+    validated = validate_extract(
+        raw,
+        partition_day=partition_day,
+        known_icd10=codes.icd10,
+        known_orpha=codes.orpha,
+        known_hpo=codes.hpo,
+        pseudonymize=pseudonymizer,
+    )
+    anonymized = anonymize_extract(
+        validated.valid, partition_day=partition_day, pseudonymizer=pseudonymizer, zip3_allowlist=None
+    )
+    k_result = enforce_k_anonymity(anonymized[schema.ANON_ENCOUNTERS], k=k)
+    anonymized[schema.ANON_ENCOUNTERS] = k_result.encounters.reset_index(drop=True)
+    quarantine_parts = [validated.quarantined, below_k_quarantine(k_result.below_k, partition_day=partition_day, k=k)]
+    dropped_keys = set(k_result.below_k["encounter_key"])
+    removed = {schema.ANON_ENCOUNTERS: len(k_result.below_k)}
+    for table in CHILD_TABLES:
+        frame = anonymized[table]
+        gone = frame["encounter_key"].isin(dropped_keys)
+        removed[table] = int(gone.sum())
+        if gone.any():
+            quarantine_parts.append(_child_quarantine(table, frame[gone], partition_day))
+        anonymized[table] = frame[~gone].reset_index(drop=True)
+
+    assert_no_identifiers(anonymized, raw)
+
+    counts = {name: dict(value) for name, value in validated.counts.items()}
+    for anon_table, raw_table in RAW_TABLE_OF_ANON.items():
+        counts[raw_table]["quarantined"] += removed[anon_table]
+        counts[raw_table]["valid"] -= removed[anon_table]
+    parts = [q for q in quarantine_parts if len(q)]
+    quarantined = pd.concat(parts, ignore_index=True) if parts else validated.quarantined
+    return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_result.report)

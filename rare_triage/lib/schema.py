@@ -1,0 +1,184 @@
+"""Table contracts shared by every source, the governance step and the feature SQL.
+
+Column names here are the contract between the sources (synthetic, landing zone,
+FHIR), anonymization and the features. A source returns a ``dict[str, DataFrame]``
+keyed by the ``RAW_*`` table names with exactly the columns listed.
+"""
+
+from typing import Final
+
+# ---- raw extract (identifiers present, as a hospital extract has them) ----
+RAW_PATIENTS: Final = "patients"
+RAW_ENCOUNTERS: Final = "encounters"
+RAW_VITALS: Final = "vitals"
+RAW_SYMPTOMS: Final = "symptoms"
+RAW_DIAGNOSES: Final = "diagnoses"
+RAW_COMORBIDITIES: Final = "comorbidities"
+RAW_TABLES: Final = (RAW_PATIENTS, RAW_ENCOUNTERS, RAW_VITALS, RAW_SYMPTOMS, RAW_DIAGNOSES, RAW_COMORBIDITIES)
+
+RAW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    # one row per patient seen in the partition
+    RAW_PATIENTS: (
+        "patient_id",  # source-system key (str)
+        "mrn",  # medical record number (str)
+        "national_id",  # (str)
+        "given_name",
+        "family_name",
+        "phone",
+        "email",
+        "street_address",
+        "city",
+        "zip_code",  # 5-digit (str)
+        "birth_date",  # datetime64[ns] (date of birth)
+        "sex",  # "F" | "M" | "U"
+    ),
+    # one row per encounter
+    RAW_ENCOUNTERS: (
+        "encounter_id",  # source-system key (str)
+        "patient_id",
+        "encounter_date",  # datetime64[ns], the day of the encounter (== partition day)
+        "centre_id",  # str, e.g. "C01"
+        "centre_level",  # "primary" | "secondary" | "tertiary"
+        "region",  # str, first-level administrative region of the centre
+        "consultation_type",  # see CONSULTATION_TYPES
+        "prior_visits_365d",  # nullable Int64: visits in the 365 days before, as the source counts them (NA: unknown)
+    ),
+    # long format, LOINC-coded; one row per measured vital sign
+    RAW_VITALS: (
+        "encounter_id",
+        "loinc_code",  # see VITAL_LOINC
+        "value",  # float64
+        "unit",  # UCUM: "Cel", "/min", "%", "mm[Hg]"
+    ),
+    # long format, HPO-coded; one row per symptom asked about or recorded
+    RAW_SYMPTOMS: (
+        "encounter_id",
+        "hpo_id",  # "HP:0001945"
+        "present",  # bool: True observed, False explicitly absent
+        "severity",  # float64 0-10 or NaN; fever score on the Fever row, pain score on pain rows
+        "duration_days",  # float64 days since onset or NaN
+    ),
+    RAW_DIAGNOSES: (
+        "encounter_id",
+        "code_system",  # "ICD10" | "ORPHA"
+        "code",  # "J18.9" | "ORPHA:558" (ORPHA codes carry the prefix)
+        "rank",  # int, 1 = primary diagnosis of the encounter
+    ),
+    # active problem list recorded at the encounter
+    RAW_COMORBIDITIES: (
+        "encounter_id",
+        "icd10_code",
+    ),
+}
+
+# Direct identifiers of the raw patients table: none may leave governance.
+DIRECT_IDENTIFIER_COLUMNS: Final = (
+    "patient_id",
+    "mrn",
+    "national_id",
+    "given_name",
+    "family_name",
+    "phone",
+    "email",
+    "street_address",
+    "city",
+    "zip_code",
+    "birth_date",
+    "encounter_id",
+)
+
+CENTRE_LEVELS: Final = ("primary", "secondary", "tertiary")
+CONSULTATION_TYPES: Final = ("primary_care", "emergency", "outpatient_specialist", "inpatient", "telehealth")
+SEXES: Final = ("F", "M", "U")
+CODE_SYSTEMS: Final = ("ICD10", "ORPHA")
+
+# LOINC codes of the vital signs we read, with their feature name, unit and plausible range.
+VITAL_LOINC: Final[dict[str, tuple[str, str, float, float]]] = {
+    "8310-5": ("temperature_c", "Cel", 30.0, 45.0),
+    "8867-4": ("heart_rate", "/min", 20.0, 250.0),
+    "9279-1": ("respiratory_rate", "/min", 4.0, 80.0),
+    "59408-5": ("spo2", "%", 50.0, 100.0),
+    "8480-6": ("systolic_bp", "mm[Hg]", 50.0, 260.0),
+    "8462-4": ("diastolic_bp", "mm[Hg]", 20.0, 160.0),
+}
+SPO2_ALT_LOINC: Final = "2708-6"  # also accepted for SpO2 (read as 59408-5)
+PAIN_SCORE_LOINC: Final = "72514-3"
+
+FEVER_HPO: Final = "HP:0001945"
+PAIN_HPO: Final = "HP:0012531"  # "Pain": any present term rolling up to it carries the pain score
+PHENOTYPIC_ABNORMALITY_HPO: Final = "HP:0000118"
+
+# ---- anonymized tables (output of governance; no direct identifier) ----
+ANON_ENCOUNTERS: Final = "encounters"
+ANON_VITALS: Final = "vitals"
+ANON_SYMPTOMS: Final = "symptoms"
+ANON_DIAGNOSES: Final = "diagnoses"
+ANON_COMORBIDITIES: Final = "comorbidities"
+ANON_TABLES: Final = (ANON_ENCOUNTERS, ANON_VITALS, ANON_SYMPTOMS, ANON_DIAGNOSES, ANON_COMORBIDITIES)
+
+ANON_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    ANON_ENCOUNTERS: (
+        "encounter_key",  # HMAC-SHA256 of the source encounter_id (hex, 32 chars)
+        "patient_key",  # HMAC-SHA256 of the source patient_id (hex, 32 chars)
+        "partition_day",  # str "YYYY-MM-DD": the extract partition, the only date element kept
+        "encounter_year",  # int
+        "age_years",  # int, age at the encounter, top-coded at 90
+        "age_band",  # "0-9", "10-19", ..., "80-89", "90+" (or "*" where k-anonymity suppressed it)
+        "sex",  # "F" | "M" | "U"
+        "centre_id",
+        "centre_level",
+        "region",  # (or "*" where k-anonymity suppressed it)
+        "zip3",  # first 3 ZIP digits, "000" where the 3-digit area is too small
+        "consultation_type",
+        "prior_visits_365d",  # int, visits of the same patient key in the 365 days before (0 when unknown)
+    ),
+    ANON_VITALS: ("encounter_key", "loinc_code", "value", "unit"),
+    ANON_SYMPTOMS: ("encounter_key", "hpo_id", "present", "severity", "duration_days"),
+    ANON_DIAGNOSES: ("encounter_key", "code_system", "code", "rank"),
+    ANON_COMORBIDITIES: ("encounter_key", "icd10_code"),
+}
+
+# Columns of quarantined_records
+QUARANTINE_COLUMNS: Final = (
+    "partition_day",
+    "table",  # raw table the row came from
+    "row_ref",  # HMAC of the row's source key (never the key itself)
+    "field",  # the offending field
+    "reason",  # a readable reason naming the field and the problem
+    "row_json",  # the row with direct identifiers removed, as JSON
+)
+
+# ---- features ----
+LABELS: Final = ("none", "common_mild", "common_acute", "common_chronic", "orphan")
+ORPHAN_LABEL: Final = "orphan"
+AGE_BANDS: Final = ("0-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+")
+AGE_TOP_CODE: Final = 90
+
+FEATURE_KEY_COLUMNS: Final = ("encounter_key", "patient_key", "partition_day")
+FEATURE_CATEGORICAL_COLUMNS: Final = ("sex", "age_band", "centre_id", "centre_level", "region", "consultation_type")
+FEATURE_NUMERIC_COLUMNS: Final = (
+    "age_years",
+    "temperature_c",
+    "heart_rate",
+    "respiratory_rate",
+    "spo2",
+    "systolic_bp",
+    "diastolic_bp",
+    "fever_score",
+    "pain_score",
+    "symptom_duration_days",
+    "comorbidity_count",
+    "prior_visits_365d",
+    "n_systems_involved",
+)
+LABEL_COLUMN: Final = "label"
+
+
+def hpo_feature_name(hpo_id: str) -> str:
+    """Feature column of a vocabulary term: HP:0001945 -> hpo_0001945."""
+    return "hpo_" + hpo_id.split(":", 1)[1]
+
+
+def system_feature_name(hpo_id: str) -> str:
+    """Feature column of an organ-system group under HP:0000118: HP:0000707 -> sys_0000707."""
+    return "sys_" + hpo_id.split(":", 1)[1]

@@ -1,0 +1,109 @@
+"""Behavioural tests of a trained model (Made-With-ML style): invariance, directional expectation, robustness
+to missing inputs. Each returns numbers and a verdict so the asset and its check can report them."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rare_triage.lib.training.columns import ORPHAN_INDEX, VITAL_COLUMNS
+from rare_triage.lib.training.robustness import TermSystems, set_phenotype
+
+TOLERANCE = 1e-6
+
+
+def _orphan_proba(pipeline: Any, frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    return np.asarray(pipeline.predict_proba(frame[list(columns)]))[:, ORPHAN_INDEX]
+
+
+def patient_key_invariance(pipeline: Any, frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """Changing the pseudonymous ids must not change any probability (the model never reads them)."""
+    changed = frame.copy()
+    for key in ("patient_key", "encounter_key"):
+        if key in changed.columns:
+            changed[key] = [f"changed{i:026d}" for i in range(len(changed))]
+    inputs = list(columns) + [c for c in ("patient_key", "encounter_key") if c in frame.columns and c not in columns]
+    before = np.asarray(pipeline.predict_proba(frame[list(columns)]))
+    # the full frame, ids included, goes through the pipeline: a model that read them would change here
+    after = np.asarray(pipeline.predict_proba(changed[inputs]))
+    diff = float(np.abs(before - after).max()) if len(frame) else 0.0
+    return {"rows": len(frame), "max_abs_diff": diff, "passed": diff <= TOLERANCE}
+
+
+def red_flag_monotonicity(
+    pipeline: Any,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    red_flags: Sequence[str],
+    term_systems: TermSystems,
+) -> dict[str, Any]:
+    """Add each red-flag term (with its organ systems) to the rows that lack it and compare the orphan
+    probability: per-term mean change, share of rows that decreased, and the overall mean (gated >= 0)."""
+    base = _orphan_proba(pipeline, frame, columns)
+    per_term: dict[str, dict[str, float]] = {}
+    deltas: list[np.ndarray] = []
+    for term in [t for t in red_flags if t in columns]:
+        rows = frame[term].to_numpy() != 1.0
+        if not rows.any():
+            continue
+        changed = frame.copy()
+        set_phenotype(changed, rows, term, term_systems)
+        delta = _orphan_proba(pipeline, changed.loc[rows], columns) - base[rows]
+        deltas.append(delta)
+        per_term[term] = {
+            "rows": int(rows.sum()),
+            "mean_delta": float(delta.mean()),
+            "share_decreased": float((delta < -TOLERANCE).mean()),
+        }
+    if not deltas:
+        return {"terms": 0, "passed": False, "reason": "no red-flag term column among the model inputs"}
+    every = np.concatenate(deltas)
+    mean_delta = float(every.mean())
+    return {
+        "terms": len(per_term),
+        "pairs": len(every),
+        "mean_delta": mean_delta,
+        "min_delta": float(every.min()),
+        "share_rows_decreased": float((every < -TOLERANCE).mean()),
+        "terms_with_negative_mean": sorted(t for t, v in per_term.items() if v["mean_delta"] < 0),
+        "per_term": per_term,
+        "passed": mean_delta >= 0.0,
+    }
+
+
+def missing_vitals_scores(pipeline: Any, frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """With every vital sign (and fever / pain score) missing, the model still returns finite probabilities."""
+    blanked = frame.copy()
+    for column in [*VITAL_COLUMNS, "fever_score", "pain_score"]:
+        if column in blanked.columns:
+            blanked[column] = np.nan
+    proba = np.asarray(pipeline.predict_proba(blanked[list(columns)]))
+    finite = bool(np.isfinite(proba).all() and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5))
+    return {
+        "rows": len(frame),
+        "finite": finite,
+        "mean_orphan_probability": float(proba[:, ORPHAN_INDEX].mean()) if len(frame) else float("nan"),
+        "passed": finite and len(frame) > 0,
+    }
+
+
+def behaviour_report(
+    pipeline: Any,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    red_flags: Sequence[str],
+    term_systems: TermSystems,
+    sample_size: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The three behavioural tests on a random sample of rows."""
+    sample = frame.sample(n=min(sample_size, len(frame)), random_state=seed) if len(frame) else frame
+    report = {
+        "patient_key_invariance": patient_key_invariance(pipeline, sample, columns),
+        "red_flag_monotonicity": red_flag_monotonicity(pipeline, sample, columns, red_flags, term_systems),
+        "missing_vitals": missing_vitals_scores(pipeline, sample, columns),
+    }
+    report["passed"] = all(part["passed"] for part in report.values())  # type: ignore[index]
+    return report

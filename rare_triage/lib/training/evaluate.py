@@ -1,0 +1,133 @@
+"""Evaluation of the chosen model on the held-back test window: metrics at the threshold, calibration,
+subgroups, robustness to incidental findings and behavioural tests."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rare_triage.lib.training.behaviour import behaviour_report
+from rare_triage.lib.training.candidates import single_threaded_blas
+from rare_triage.lib.training.columns import ORPHAN_INDEX, label_codes, model_inputs
+from rare_triage.lib.training.metrics import (
+    SUBGROUP_COLUMNS,
+    confusion,
+    per_class_auc,
+    subgroup_table,
+    summary_metrics,
+)
+from rare_triage.lib.training.robustness import TermSystems, robustness_report
+from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, predict_codes
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """What model_evaluation stores: flat metrics (gated and logged), tables, and the test predictions."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, dict[str, float]]
+    confusion: list[list[int]]
+    subgroups: pd.DataFrame = field(repr=False)
+    robustness: dict[str, float] = field(default_factory=dict)
+    behaviour: dict[str, Any] = field(default_factory=dict, repr=False)
+    partitions: list[str] = field(default_factory=list)
+    y_test: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    proba_test: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)), repr=False)
+    mlflow_run_id: str | None = None
+    mlflow_model_version: str | None = None
+
+
+def evaluate_model(
+    pipeline: Any,
+    feature_columns: Sequence[str],
+    policy: ThresholdPolicy,
+    test: pd.DataFrame,
+    *,
+    term_systems: TermSystems,
+    incidental_pool: Sequence[str],
+    red_flags: Sequence[str],
+    subgroup_columns: Sequence[str] = SUBGROUP_COLUMNS,
+    min_subgroup_orphans: int = 20,
+    behaviour_sample: int = 500,
+    elderly_age: float = 65.0,
+    min_chronic_conditions: int = 2,
+    seed: int = 0,
+) -> ModelEvaluation:
+    """Score the test window and compute every number of the evaluation."""
+    with single_threaded_blas():
+        return _evaluate(
+            pipeline,
+            list(feature_columns),
+            policy,
+            test,
+            term_systems=term_systems,
+            incidental_pool=incidental_pool,
+            red_flags=red_flags,
+            subgroup_columns=subgroup_columns,
+            min_subgroup_orphans=min_subgroup_orphans,
+            behaviour_sample=behaviour_sample,
+            elderly_age=elderly_age,
+            min_chronic_conditions=min_chronic_conditions,
+            seed=seed,
+        )
+
+
+def _evaluate(
+    pipeline: Any,
+    feature_columns: list[str],
+    policy: ThresholdPolicy,
+    test: pd.DataFrame,
+    *,
+    term_systems: TermSystems,
+    incidental_pool: Sequence[str],
+    red_flags: Sequence[str],
+    subgroup_columns: Sequence[str],
+    min_subgroup_orphans: int,
+    behaviour_sample: int,
+    elderly_age: float,
+    min_chronic_conditions: int,
+    seed: int,
+) -> ModelEvaluation:
+    if len(test) == 0:
+        raise ValueError("test window: no row to evaluate on")
+    columns = list(feature_columns)
+    X = model_inputs(test, columns)
+    y = label_codes(test["label"])
+    proba = np.asarray(pipeline.predict_proba(X))
+    flagged = flag_orphan(proba, policy)
+    inputs = pd.concat([X, test[[c for c in test.columns if c not in X.columns]]], axis=1)
+    robustness = robustness_report(
+        pipeline,
+        inputs,
+        y,
+        policy,
+        feature_columns=columns,
+        incidental_pool=incidental_pool,
+        term_systems=term_systems,
+        elderly_age=elderly_age,
+        min_chronic_conditions=min_chronic_conditions,
+        seed=seed,
+    )
+    metrics = summary_metrics(y, proba, policy)
+    metrics.update({f"robustness_{k}": v for k, v in robustness.items()})
+    return ModelEvaluation(
+        metrics=metrics,
+        per_class=per_class_auc(y, proba),
+        confusion=confusion(y, predict_codes(proba, policy)),
+        subgroups=subgroup_table(test, y == ORPHAN_INDEX, flagged, subgroup_columns, min_subgroup_orphans),
+        robustness=robustness,
+        behaviour=behaviour_report(
+            pipeline,
+            inputs,
+            columns,
+            red_flags=red_flags,
+            term_systems=term_systems,
+            sample_size=behaviour_sample,
+            seed=seed,
+        ),
+        partitions=sorted(test["partition_day"].astype(str).unique()),
+        y_test=y,
+        proba_test=proba,
+    )

@@ -1,0 +1,50 @@
+"""Imbalance strategies: class weights, or oversampling that happens at fit time only.
+
+Samplers (imbalanced-learn) run inside an imblearn Pipeline during fit and are stripped from the fitted
+pipeline afterwards (`servable_pipeline`), so what is served and exported is a plain scikit-learn Pipeline.
+"""
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from imblearn.over_sampling import SMOTE, RandomOverSampler
+from sklearn.pipeline import Pipeline
+from sklearn.utils.class_weight import compute_sample_weight
+
+IMBALANCE_STRATEGIES = ("class_weight", "random_oversampling", "smote", "none")
+SAMPLER_STRATEGIES = ("random_oversampling", "smote")
+
+
+def oversampling_targets(y: np.ndarray, ratio: float) -> dict[int, int]:
+    """Target count per class: every class raised to at least `ratio` x the largest class (never lowered)."""
+    classes, counts = np.unique(y, return_counts=True)
+    goal = int(np.ceil(ratio * counts.max()))
+    return {int(c): max(int(n), goal) for c, n in zip(classes, counts, strict=True)}
+
+
+def make_sampler(strategy: str, ratio: float, seed: int, smallest_class: int) -> Any:
+    """The imbalanced-learn sampler of a strategy (None for class_weight / none)."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"oversampling_ratio: must be in (0, 1], got {ratio}")
+    targets = partial(oversampling_targets, ratio=ratio)
+    if strategy == "random_oversampling":
+        return RandomOverSampler(sampling_strategy=targets, random_state=seed)
+    if strategy == "smote":
+        if smallest_class < 2:
+            raise ValueError(f"smote: the smallest class has {smallest_class} row(s); SMOTE needs at least 2")
+        return SMOTE(sampling_strategy=targets, k_neighbors=min(5, smallest_class - 1), random_state=seed)
+    if strategy in ("class_weight", "none"):
+        return None
+    raise ValueError(f"imbalance: {strategy!r} is not one of {list(IMBALANCE_STRATEGIES)}")
+
+
+def balanced_sample_weight(y: np.ndarray) -> np.ndarray:
+    """Per-row weights inversely proportional to class frequency (what class_weight='balanced' does)."""
+    return np.asarray(compute_sample_weight("balanced", y), dtype=np.float64)
+
+
+def servable_pipeline(fitted: Any) -> Pipeline:
+    """The fitted steps without fit-time samplers, as a plain scikit-learn Pipeline."""
+    steps = [(name, step) for name, step in fitted.steps if not hasattr(step, "fit_resample")]
+    return Pipeline(steps)

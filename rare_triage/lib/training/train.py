@@ -1,0 +1,179 @@
+"""The training step: candidate search with cross-validation on the training window, the chosen candidate
+refitted on the whole window, calibration and thresholds from the validation window."""
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from rare_triage.lib.training.calibration import calibrate_pipeline, choose_calibration, compare_calibration
+from rare_triage.lib.training.candidates import (
+    DEFAULT_CANDIDATES,
+    CandidateSpec,
+    ModelParams,
+    fit_candidate,
+    single_threaded_blas,
+)
+from rare_triage.lib.training.columns import (
+    FEATURE_SET_ALL,
+    FeatureRoles,
+    feature_roles,
+    feature_set_columns,
+    label_codes,
+    model_inputs,
+)
+from rare_triage.lib.training.cross_validation import (
+    CandidateResult,
+    choose_candidate,
+    cross_validate_candidates,
+    stratified_sample,
+)
+from rare_triage.lib.training.metrics import summary_metrics
+from rare_triage.lib.training.thresholds import ThresholdPolicy, tune_threshold_policy
+from rare_triage.lib.training.windows import require_all_labels
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """What the search tries and how the threshold is set (the Dagster config mirrors these fields)."""
+
+    feature_set: str = FEATURE_SET_ALL
+    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    cv_folds: int = 3  # 0: no search, the single servable candidate is trained directly
+    cv_max_rows: int = 200_000
+    selection_metric: str = "flag_rate_at_target_recall"
+    target_recall: float = 0.95
+    review_recall: float = 0.99
+    calibration: str = "auto"
+    params: ModelParams = field(default_factory=ModelParams)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_recall <= 1.0:
+            raise ValueError(f"target_recall: must be in (0, 1], got {self.target_recall}")
+        if not self.target_recall <= self.review_recall <= 1.0:
+            raise ValueError(f"review_recall: must be in [target_recall, 1], got {self.review_recall}")
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ValueError(f"cv_folds: must be 0 (no search) or >= 2, got {self.cv_folds}")
+        if not self.candidates:
+            raise ValueError("candidates: at least one candidate is needed")
+
+    def specs(self) -> list[CandidateSpec]:
+        return [CandidateSpec.parse(name) for name in self.candidates]
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """The served pipeline and everything that explains it."""
+
+    pipeline: Pipeline
+    spec: CandidateSpec
+    feature_columns: list[str]
+    roles: FeatureRoles
+    policy: ThresholdPolicy
+    calibration: str
+    calibration_report: dict[str, dict[str, float]]
+    cv_results: list[CandidateResult]
+    cv_rows: int
+    selection_reason: str
+    validation_metrics: dict[str, float]
+    timings: dict[str, float]
+    validation_proba: np.ndarray = field(repr=False)
+
+    def cv_table(self) -> pd.DataFrame:
+        return pd.DataFrame([r.row() for r in self.cv_results])
+
+
+def train_triage_model(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    config: TrainingConfig,
+    log: Callable[[str], None] | None = None,
+) -> TrainingOutcome:
+    """Search, refit, calibrate, set thresholds. Raises naming the window when a class is missing."""
+    with single_threaded_blas():
+        return _train(train, validation, config, log)
+
+
+def _train(
+    train: pd.DataFrame, validation: pd.DataFrame, config: TrainingConfig, log: Callable[[str], None] | None
+) -> TrainingOutcome:
+    require_all_labels(train, "train")
+    require_all_labels(validation, "validation")
+    say = log or (lambda _line: None)
+    params = config.params
+    columns = feature_set_columns(config.feature_set, list(train.columns))
+    roles = feature_roles(columns)
+    X, y = model_inputs(train, columns), label_codes(train["label"])
+    timings: dict[str, float] = {}
+
+    started = time.perf_counter()
+    results, best_spec, reason, cv_rows = _search(config, X, y, roles, say)
+    timings["search_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    fitted = fit_candidate(best_spec, X, y, roles, params)
+    timings["final_fit_seconds"] = time.perf_counter() - started
+    say(f"fitted {best_spec.name} on {len(y)} rows in {timings['final_fit_seconds']:.1f} s")
+
+    X_val, y_val = model_inputs(validation, columns), label_codes(validation["label"])
+    started = time.perf_counter()
+    report = compare_calibration(fitted, X_val, y_val, seed=params.seed)
+    method = choose_calibration(report, config.calibration)
+    final = calibrate_pipeline(fitted, X_val, y_val, method) if method != "none" else fitted
+    timings["calibration_seconds"] = time.perf_counter() - started
+    p_val = final.predict_proba(X_val)
+    policy = tune_threshold_policy(y_val, p_val, config.target_recall, config.review_recall)
+    return TrainingOutcome(
+        pipeline=final,
+        spec=best_spec,
+        feature_columns=columns,
+        roles=roles,
+        policy=policy,
+        calibration=method,
+        calibration_report=report,
+        cv_results=results,
+        cv_rows=cv_rows,
+        selection_reason=reason,
+        validation_metrics=summary_metrics(y_val, p_val, policy),
+        timings=timings,
+        validation_proba=p_val,
+    )
+
+
+def _search(
+    config: TrainingConfig, X: pd.DataFrame, y: np.ndarray, roles: FeatureRoles, say: Callable[[str], None]
+) -> tuple[list[CandidateResult], CandidateSpec, str, int]:
+    specs = config.specs()
+    if config.cv_folds == 0:
+        servable = [s for s in specs if s.servable]
+        if len(servable) != 1:
+            raise ValueError(f"candidates: cv_folds=0 needs exactly one servable candidate, got {config.candidates}")
+        return [], servable[0], f"{servable[0].name}: the only candidate configured (no search)", 0
+    rows = stratified_sample(y, config.cv_max_rows, config.params.seed)
+    results = cross_validate_candidates(
+        specs,
+        X.iloc[rows],
+        y[rows],
+        roles,
+        config.params,
+        n_splits=config.cv_folds,
+        target_recall=config.target_recall,
+        log=say,
+    )
+    best, reason = choose_candidate(results, config.selection_metric, config.target_recall)
+    return results, best.spec, reason, len(rows)
+
+
+def fitted_categories(pipeline: Any, categorical: Sequence[str]) -> dict[str, list[str]]:
+    """Category strings the fitted one-hot encoder knows, per categorical column (missing values left out)."""
+    if not categorical:
+        return {}
+    encoder = pipeline.steps[0][1].named_transformers_["categorical"]
+    return {
+        column: [str(v) for v in values if isinstance(v, str)]
+        for column, values in zip(categorical, encoder.categories_, strict=True)
+    }

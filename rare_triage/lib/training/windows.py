@@ -1,0 +1,167 @@
+"""Temporal train / validation / test windows over daily feature partitions, and the SQL that reads one.
+
+The test window is strictly later than validation, which is strictly later than training: the model is
+judged on days it has never seen, as it will be in production.
+"""
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from rare_triage.lib import schema
+
+WINDOW_NAMES = ("train", "validation", "test")
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def parse_day(text: str, field: str) -> dt.date:
+    """A 'YYYY-MM-DD' day; a clear error naming the field otherwise."""
+    try:
+        return dt.date.fromisoformat(str(text))
+    except ValueError as exc:
+        raise ValueError(f"{field}: {text!r} is not a day like '2025-01-31'") from exc
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """Consecutive days, both ends included."""
+
+    start: dt.date
+    end: dt.date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"window: end {self.end} is before start {self.start}")
+
+    def contains(self, day: dt.date) -> bool:
+        return self.start <= day <= self.end
+
+    def as_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+@dataclass(frozen=True)
+class TemporalWindows:
+    """Train, validation and test windows, strictly ordered in time."""
+
+    train: DayWindow
+    validation: DayWindow
+    test: DayWindow
+
+    def __post_init__(self) -> None:
+        if not self.train.end < self.validation.start:
+            raise ValueError(
+                f"windows: validation must start after training ends (train ends {self.train.end}, "
+                f"validation starts {self.validation.start})"
+            )
+        if not self.validation.end < self.test.start:
+            raise ValueError(
+                f"windows: test must start after validation ends (validation ends {self.validation.end}, "
+                f"test starts {self.test.start})"
+            )
+
+    def items(self) -> list[tuple[str, DayWindow]]:
+        return [("train", self.train), ("validation", self.validation), ("test", self.test)]
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        return {name: window.as_dict() for name, window in self.items()}
+
+
+def explicit_windows(bounds: Mapping[str, str | None]) -> TemporalWindows:
+    """Windows from `<window>_start` / `<window>_end` days (all six required)."""
+    keys = [f"{name}_{end}" for name in WINDOW_NAMES for end in ("start", "end")]
+    missing = [k for k in keys if not bounds.get(k)]
+    if missing:
+        raise ValueError(f"windows: explicit dates need all of {keys}; missing {missing}")
+    days = {k: parse_day(str(bounds[k]), k) for k in keys}
+    return TemporalWindows(
+        *(DayWindow(days[f"{name}_start"], days[f"{name}_end"]) for name in WINDOW_NAMES),
+    )
+
+
+def last_days_windows(
+    available_days: Sequence[str], train_days: int, validation_days: int, test_days: int
+) -> TemporalWindows:
+    """Test = the last `test_days` days up to the latest partition present, validation the days before, then
+    training (`train_days` = 0 takes every earlier day present)."""
+    for field, value, minimum in (("train_days", train_days, 0), ("validation_days", validation_days, 1)):
+        if value < minimum:
+            raise ValueError(f"{field}: must be >= {minimum}, got {value}")
+    if test_days < 1:
+        raise ValueError(f"test_days: must be >= 1, got {test_days}")
+    if not available_days:
+        raise ValueError("windows: the features table has no partition yet (no partition_day present)")
+    days = sorted(parse_day(d, "partition_day") for d in available_days)
+    latest = days[-1]
+    test = DayWindow(latest - dt.timedelta(days=test_days - 1), latest)
+    validation_end = test.start - dt.timedelta(days=1)
+    validation = DayWindow(validation_end - dt.timedelta(days=validation_days - 1), validation_end)
+    train_end = validation.start - dt.timedelta(days=1)
+    train_start = days[0] if train_days == 0 else train_end - dt.timedelta(days=train_days - 1)
+    if train_start > train_end:
+        raise ValueError(
+            f"windows: no day left for training before {validation.start} (partitions {days[0]}..{latest}, "
+            f"validation_days={validation_days}, test_days={test_days})"
+        )
+    return TemporalWindows(DayWindow(train_start, train_end), validation, test)
+
+
+def window_query(table: str) -> str:
+    """SELECT of one window's rows (parameters: start day, end day), partition_day returned as 'YYYY-MM-DD'."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"table: {table!r} is not a table name like 'features.encounter_features'")
+    return (
+        f"SELECT * REPLACE (strftime(CAST(partition_day AS DATE), '%Y-%m-%d') AS partition_day) FROM {table} "
+        "WHERE CAST(partition_day AS DATE) BETWEEN CAST(? AS DATE) AND CAST(? AS DATE) "
+        "ORDER BY partition_day, encounter_key"
+    )
+
+
+def partitions_query(table: str) -> str:
+    """The distinct partition days present in the features table, as 'YYYY-MM-DD'."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"table: {table!r} is not a table name like 'features.encounter_features'")
+    return f"SELECT DISTINCT strftime(CAST(partition_day AS DATE), '%Y-%m-%d') AS day FROM {table} ORDER BY day"
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The rows of the three windows, read from the features table, with the days each window holds."""
+
+    windows: TemporalWindows
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+    def frames(self) -> list[tuple[str, pd.DataFrame]]:
+        return [("train", self.train), ("validation", self.validation), ("test", self.test)]
+
+    def partitions(self) -> dict[str, list[str]]:
+        """Partition days present per window."""
+        return {name: sorted(frame["partition_day"].astype(str).unique()) for name, frame in self.frames()}
+
+    def all_partitions(self) -> list[str]:
+        return sorted({day for days in self.partitions().values() for day in days})
+
+
+def label_distribution(frame: pd.DataFrame) -> dict[str, int]:
+    """Row count per label, every label listed."""
+    counts = frame[schema.LABEL_COLUMN].value_counts()
+    return {label: int(counts.get(label, 0)) for label in schema.LABELS}
+
+
+def require_all_labels(frame: pd.DataFrame, window: str) -> None:
+    """Raise naming the window and the missing labels: every class must be present to fit or calibrate."""
+    counts = label_distribution(frame)
+    missing = [label for label, n in counts.items() if n == 0]
+    if missing:
+        raise ValueError(f"{window} window: label(s) {missing} have no row ({len(frame)} rows); widen the window")
+
+
+def compact_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """hpo_*/sys_* flags as float32 (0/1/NaN are exact): halves the memory of a large window."""
+    flags = [c for c in frame.columns if c.startswith(("hpo_", "sys_"))]
+    return frame.astype(dict.fromkeys(flags, "float32"))

@@ -1,0 +1,84 @@
+"""Resources chosen in one place from the environment: local by default, S3 / shared services by configuration.
+
+| variable | default | meaning |
+|---|---|---|
+| RARE_TRIAGE_HOME | `.rare_triage/` | state folder of the local deployment |
+| RARE_TRIAGE_DEPLOYMENT | `local` | `local` allows the public demo HMAC key; else RARE_TRIAGE_HMAC_KEY is required |
+| RARE_TRIAGE_LAKE_URI | `$RARE_TRIAGE_HOME/lake` | Parquet lake: a folder or `s3://bucket/prefix` |
+| RARE_TRIAGE_S3_ENDPOINT_URL | (AWS) | S3-compatible endpoint, e.g. `http://127.0.0.1:9000` |
+| AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY | | S3 credentials, read at run time |
+| RARE_TRIAGE_WAREHOUSE | `$RARE_TRIAGE_HOME/warehouse.duckdb` | DuckDB file of the features |
+| RARE_TRIAGE_EHR_SOURCE | `synthetic` | `synthetic` or `landing` |
+| RARE_TRIAGE_LANDING_URI | `$RARE_TRIAGE_HOME/landing` | landing zone root (folder or s3://) |
+| RARE_TRIAGE_SEED, _ENCOUNTERS_PER_DAY, _POPULATION_SIZE, _ERROR_RATE | 20250101, 2000, 200000, 0.002 | synthetic |
+| RARE_TRIAGE_DRIFT_SCENARIOS | `[]` | JSON list of {kind, start, params} for the synthetic source |
+"""
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+from rare_triage import constants as c
+from rare_triage.governance.resources import PseudonymizationResource
+from rare_triage.ingest.resources import DriftScenarioConfig, LandingZoneEhrSource, SyntheticEhrSource
+from rare_triage.io_managers.parquet_lake import ParquetLakeIOManager
+from rare_triage.lib.paths import rare_triage_home
+
+FEATURES_SCHEMA = "features"
+
+
+def _s3_credentials(uri: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    if not uri.startswith("s3://"):
+        return {}
+    return {
+        "s3_endpoint_url": environ.get("RARE_TRIAGE_S3_ENDPOINT_URL"),
+        "s3_access_key_id": dg.EnvVar("AWS_ACCESS_KEY_ID"),
+        "s3_secret_access_key": dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
+        "s3_region": environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    }
+
+
+def build_ehr_source(environ: Mapping[str, str]) -> SyntheticEhrSource | LandingZoneEhrSource:
+    """The configured EHR source."""
+    kind = environ.get("RARE_TRIAGE_EHR_SOURCE", "synthetic")
+    if kind == "synthetic":
+        scenarios = json.loads(environ.get("RARE_TRIAGE_DRIFT_SCENARIOS", "[]"))
+        return SyntheticEhrSource(
+            seed=int(environ.get("RARE_TRIAGE_SEED", "20250101")),
+            encounters_per_day=int(environ.get("RARE_TRIAGE_ENCOUNTERS_PER_DAY", "2000")),
+            population_size=int(environ.get("RARE_TRIAGE_POPULATION_SIZE", "200000")),
+            error_rate=float(environ.get("RARE_TRIAGE_ERROR_RATE", "0.002")),
+            drift_scenarios=[DriftScenarioConfig(**s) for s in scenarios],
+        )
+    if kind == "landing":
+        uri = environ.get("RARE_TRIAGE_LANDING_URI", str(rare_triage_home(environ) / "landing"))
+        return LandingZoneEhrSource(root_uri=uri, **_s3_credentials(uri, environ))
+    raise ValueError(f"RARE_TRIAGE_EHR_SOURCE: unknown source {kind!r} (expected 'synthetic' or 'landing')")
+
+
+def warehouse_path(environ: Mapping[str, str]) -> str:
+    """The DuckDB file holding the features."""
+    return environ.get("RARE_TRIAGE_WAREHOUSE", str(rare_triage_home(environ) / "warehouse.duckdb"))
+
+
+def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every resource of the code location for the environment `environ` (os.environ by default)."""
+    env = os.environ if environ is None else environ
+    home = rare_triage_home(env)
+    home.mkdir(parents=True, exist_ok=True)
+    lake_uri = env.get("RARE_TRIAGE_LAKE_URI", str(home / "lake"))
+    warehouse = warehouse_path(env)
+    return {
+        c.PARQUET_IO_MANAGER: ParquetLakeIOManager(base_uri=lake_uri, **_s3_credentials(lake_uri, env)),
+        c.DUCKDB_IO_MANAGER: DuckDBPandasIOManager(database=warehouse, schema=FEATURES_SCHEMA),
+        "duckdb": DuckDBResource(database=warehouse),
+        c.EHR_SOURCE: build_ehr_source(env),
+        c.PSEUDONYMIZATION: PseudonymizationResource(
+            allow_local_default=env.get("RARE_TRIAGE_DEPLOYMENT", "local") == "local"
+        ),
+    }

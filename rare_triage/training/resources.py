@@ -1,0 +1,89 @@
+"""MLflow tracking as a small Dagster resource: every run it opens ends FINISHED or FAILED.
+
+Not dagster-mlflow: its resource leaves the MLflow run RUNNING unless the job carries its end hook, which
+`materialize()` and automation-launched runs never have (FIELD_NOTES). Here each asset opens its run with
+`with mlflow.start_run(...)`, so the run is closed by the `with` on every launch path.
+"""
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from pydantic import Field
+
+from rare_triage.lib.paths import rare_triage_home
+
+DEFAULT_EXPERIMENT = "rare-triage"
+DEFAULT_REGISTERED_MODEL = "rare-triage"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def default_mlflow_dir() -> Path:
+    """<rare_triage_home>/mlflow (resolved when used, never at import)."""
+    return rare_triage_home() / "mlflow"
+
+
+class MlflowTracking(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where runs and models go: a local sqlite store under the state folder by default, a server by URI."""
+
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; default sqlite:///<RARE_TRIAGE_HOME>/mlflow/mlflow.db"
+    )
+    registry_uri: str | None = Field(default=None, description="Model registry URI; default: the tracking URI")
+    artifact_location: str | None = Field(
+        default=None,
+        description="Artifact root of a newly created experiment; default <RARE_TRIAGE_HOME>/mlflow/artifacts "
+        "for the local sqlite store, the server's default otherwise",
+    )
+    experiment_name: str = Field(default=DEFAULT_EXPERIMENT)
+    registered_model_name: str = Field(default=DEFAULT_REGISTERED_MODEL)
+
+    def resolved_tracking_uri(self) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        folder = default_mlflow_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    def resolved_artifact_location(self) -> str | None:
+        if self.artifact_location:
+            return self.artifact_location
+        if self.tracking_uri:
+            return None
+        folder = default_mlflow_dir() / "artifacts"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder.as_uri()
+
+    def configure(self) -> str:
+        """Point the mlflow module at this store and return the experiment id (created when missing)."""
+        mlflow.set_tracking_uri(self.resolved_tracking_uri())
+        mlflow.set_registry_uri(self.registry_uri or self.resolved_tracking_uri())
+        experiment = mlflow.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        return str(mlflow.create_experiment(self.experiment_name, artifact_location=self.resolved_artifact_location()))
+
+    def client(self) -> MlflowClient:
+        tracking = self.resolved_tracking_uri()
+        return MlflowClient(tracking_uri=tracking, registry_uri=self.registry_uri or tracking)
+
+    @contextmanager
+    def start_run(
+        self, run_name: str, tags: Mapping[str, str] | None = None, parent_run_id: str | None = None
+    ) -> Iterator[mlflow.ActiveRun]:
+        """An MLflow run that ends FINISHED when the block completes and FAILED when it raises."""
+        experiment_id = self.configure()
+        if mlflow.active_run() is not None:
+            raise RuntimeError(f"mlflow: run {mlflow.active_run().info.run_id} is still active in this process")  # type: ignore[union-attr]
+        all_tags = dict(tags or {})
+        if parent_run_id:
+            all_tags[PARENT_RUN_TAG] = parent_run_id
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags) as run:
+            yield run
+
+    def get_run(self, run_id: str) -> Run:
+        return self.client().get_run(run_id)

@@ -1,0 +1,189 @@
+"""onnx_model, its blocking checks and published_model, materialized in-process against a local or S3 bucket."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import skl2onnx.operator_converters.calibrated_classifier_cv as skl2onnx_calibration
+from dagster_aws.s3 import S3Resource
+
+from rare_triage import constants as c
+from rare_triage.deployment import DEPLOYMENT_ASSETS, DEPLOYMENT_CHECKS, DEPLOYMENT_JOBS, ModelBucketResource
+from rare_triage.deployment.checks import ONNX_PARITY, ONNX_SIZE
+from rare_triage.lib import bucket as bucket_lib
+from rare_triage.lib.model_bundle import TrainedModel
+from rare_triage.lib.onnx_export import export as export_module
+from rare_triage.lib.onnx_export.isotonic import NEAREST_THRESHOLD_ISOTONIC
+from rare_triage.lib.onnx_export.synthetic import synthetic_trained_model
+from rare_triage.lib.publication import list_versions, read_pointer, served_model
+from rare_triage_tests.fixtures_s3 import ACCESS_KEY, REGION, SECRET_KEY, make_bucket, s3_server
+
+__all__ = ["s3_server"]  # pytest fixture used by name below
+
+
+@pytest.fixture(scope="module")
+def model() -> TrainedModel:
+    return synthetic_trained_model("xgb", n=1500, seed=5)
+
+
+def _triage_model_asset(model: TrainedModel) -> dg.AssetsDefinition:
+    @dg.asset(key=c.TRIAGE_MODEL, group_name=c.GROUP_TRAINING)
+    def triage_model() -> TrainedModel:
+        return model
+
+    return triage_model
+
+
+def _materialize(
+    model: TrainedModel,
+    bucket: ModelBucketResource,
+    instance: dg.DagsterInstance,
+    selection: list[str] | None = None,
+    with_checks: bool = True,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [_triage_model_asset(model), *DEPLOYMENT_ASSETS, *(DEPLOYMENT_CHECKS if with_checks else [])],
+        resources={c.BUCKET: bucket},
+        instance=instance,
+        selection=selection,
+        raise_on_error=False,
+    )
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def _check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def test_publishing_writes_a_verified_version_and_moves_dev(
+    model: TrainedModel, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    result = _materialize(model, ModelBucketResource(uri=str(tmp_path)), instance)
+
+    assert result.success
+    assert _check(result, ONNX_PARITY).passed and _check(result, ONNX_SIZE).passed
+    parity = _check(result, ONNX_PARITY).metadata
+    assert parity["n_rows"].value == len(model.test_features)  # type: ignore[arg-type]
+    assert parity["max_abs_diff"].value <= 1e-4
+    onnx_meta = result.asset_materializations_for_node("onnx_model")[0].metadata
+    assert {"onnx_bytes", "single_row_ms", "batch_rows_per_s", "sha256"} <= set(onnx_meta)
+    assert onnx_meta["single_row_ms"].value > 0
+
+    bucket = bucket_lib.LocalBucket(tmp_path)
+    pointer, manifest, onnx_bytes = served_model(bucket, "dev")
+    assert list_versions(bucket) == [pointer.version]
+    assert manifest["checks_passed"] is True
+    assert manifest["checks"] == {"onnx_model:onnx_parity": True, "onnx_model:onnx_size_under_limit": True}
+    assert manifest["dagster_run_id"] == result.run_id
+    assert manifest["input_schema"]["columns"][0]["name"] == model.feature_columns[0]
+    assert manifest["training_partitions"] == model.training_partitions
+    assert result.output_for_node("published_model")["version"] == pointer.version
+    assert _check(result, "dev_serves_published_version").passed
+    assert len(onnx_bytes) == onnx_meta["onnx_bytes"].value
+
+
+def test_a_failed_parity_check_blocks_publication(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # skl2onnx's own isotonic step (nearest threshold instead of interpolation) is silently wrong
+    monkeypatch.setattr(export_module, "use_exact_isotonic", lambda: None)
+    monkeypatch.setattr(skl2onnx_calibration, "_transform_isotonic", NEAREST_THRESHOLD_ISOTONIC)
+
+    result = _materialize(
+        synthetic_trained_model("xgb_calibrated", n=1500, seed=6), ModelBucketResource(uri=str(tmp_path)), instance
+    )
+
+    assert not result.success
+    parity = _check(result, ONNX_PARITY)
+    assert not parity.passed
+    assert parity.metadata["max_abs_diff"].value > 1e-4
+    assert not [e for e in result.get_asset_materialization_events() if e.asset_key == c.PUBLISHED_MODEL]
+    assert bucket_lib.LocalBucket(tmp_path).list() == []
+
+
+def test_publishing_alone_is_refused_without_current_check_results(
+    model: TrainedModel, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    bucket = ModelBucketResource(uri=str(tmp_path))
+    first = _materialize(model, bucket, instance, selection=["triage_model", "onnx_model"], with_checks=False)
+    assert first.success
+    assert not first.get_asset_check_evaluations()
+
+    second = _materialize(model, bucket, instance, selection=["published_model"])
+
+    assert not second.success
+    failure = next(e for e in second.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message  # type: ignore[union-attr]
+    assert "refusing to publish: blocking checks" in message and "onnx_model:onnx_parity" in message
+    assert read_pointer(bucket_lib.LocalBucket(tmp_path), "dev") is None
+
+
+@pytest.mark.integration
+def test_publishing_to_an_s3_bucket(model: TrainedModel, s3_server: str, instance: dg.DagsterInstance) -> None:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    make_bucket(s3_server, name)
+    s3 = S3Resource(
+        endpoint_url=s3_server, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
+    )
+    resource = ModelBucketResource(uri=f"s3://{name}/rare", s3=s3)
+
+    result = _materialize(model, resource, instance)
+
+    assert result.success
+    bucket = resource.get_bucket()
+    pointer = read_pointer(bucket, "dev")
+    assert pointer is not None
+    assert pointer.version == result.output_for_node("published_model")["version"]
+    manifest = json.loads(bucket.get_bytes(f"models/rare-triage/{pointer.version}/manifest.json"))
+    assert manifest["checks_passed"] is True
+
+
+def test_deployment_definitions_load(model: TrainedModel) -> None:
+    defs = dg.Definitions(
+        assets=[_triage_model_asset(model), *DEPLOYMENT_ASSETS],
+        asset_checks=DEPLOYMENT_CHECKS,
+        jobs=DEPLOYMENT_JOBS,
+        resources={c.BUCKET: ModelBucketResource(uri="/tmp/unused"), "model_registry": None},
+    )
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {"onnx_model", "published_model"}
+    blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
+    assert blocking == {ONNX_PARITY, ONNX_SIZE}
+    assert {j.name for j in DEPLOYMENT_JOBS} == {"promote_to_prod", "rollback"}
+
+
+def test_training_blocking_checks_are_recorded_and_a_stale_export_is_never_published(
+    model: TrainedModel, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    @dg.asset_check(asset=c.TRIAGE_MODEL, name="orphan_recall_reached", blocking=True)
+    def orphan_recall_reached() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    defs = dg.Definitions(
+        assets=[_triage_model_asset(model), *DEPLOYMENT_ASSETS],
+        asset_checks=[*DEPLOYMENT_CHECKS, orphan_recall_reached],
+        resources={c.BUCKET: ModelBucketResource(uri=str(tmp_path))},
+    )
+    job = defs.resolve_implicit_global_asset_job_def()
+
+    assert job.execute_in_process(instance=instance).success
+    published, manifest, _ = served_model(bucket_lib.LocalBucket(tmp_path), "dev")
+    assert manifest["checks"]["triage_model:orphan_recall_reached"] is True
+
+    assert job.execute_in_process(instance=instance, asset_selection=[c.TRIAGE_MODEL]).success  # retrained
+    alone = job.execute_in_process(instance=instance, asset_selection=[c.PUBLISHED_MODEL], raise_on_error=False)
+
+    assert not alone.success
+    failure = next(e for e in alone.all_events if e.is_step_failure)
+    assert "not exported from the latest triage_model" in failure.step_failure_data.error.message  # type: ignore[union-attr]
+    assert served_model(bucket_lib.LocalBucket(tmp_path), "dev")[0] == published

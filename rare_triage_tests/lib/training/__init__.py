@@ -1,0 +1,1 @@
+"""Tests of rare_triage.lib.training."""

@@ -1,0 +1,55 @@
+import math
+
+import pandas as pd
+import pytest
+
+from rare_triage.lib.training.gates import (
+    behaviour_gate,
+    external_validation_gate,
+    orphan_pr_auc_gate,
+    orphan_recall_gate,
+    subgroup_recall_gate,
+)
+
+
+@pytest.mark.parametrize(("recall", "passed"), [(0.90, True), (0.8999, False), (math.nan, False)])
+def test_orphan_recall_gate(recall: float, passed: bool) -> None:
+    assert orphan_recall_gate({"orphan_recall": recall}).passed is passed
+
+
+@pytest.mark.parametrize(("pr_auc", "passed"), [(0.10, True), (0.0999, False)])
+def test_pr_auc_gate_is_relative_to_prevalence(pr_auc: float, passed: bool) -> None:
+    gate = orphan_pr_auc_gate({"orphan_pr_auc": pr_auc, "orphan_prevalence": 0.02})
+    assert gate.passed is passed and gate.metadata["required"] == pytest.approx(0.10)
+
+
+def test_subgroup_gate_ignores_small_groups_and_centres() -> None:
+    table = pd.DataFrame(
+        {
+            "attribute": ["sex", "sex", "age_band", "centre_id"],
+            "group": ["F", "M", "0-9", "C01"],
+            "n_orphan": [40, 19, 25, 50],
+            "orphan_recall": [0.85, 0.10, 0.80, 0.10],
+        }
+    )
+    gate = subgroup_recall_gate(table)
+    assert gate.passed and gate.metadata["subgroups_judged"] == 2
+    failing = subgroup_recall_gate(table.assign(orphan_recall=[0.79, 0.1, 0.9, 0.1]))
+    assert not failing.passed and "sex=F" in failing.description
+
+
+def test_external_gate_needs_both_share_and_low_flag_rate() -> None:
+    assert external_validation_gate(0.85, 0.05).passed
+    assert not external_validation_gate(0.84, 0.01).passed
+    assert not external_validation_gate(0.99, 0.0501).passed
+
+
+def test_behaviour_gate_names_failing_tests() -> None:
+    report = {
+        "patient_key_invariance": {"passed": True},
+        "red_flag_monotonicity": {"passed": False, "mean_delta": -0.1, "share_rows_decreased": 0.6},
+        "missing_vitals": {"passed": True},
+        "passed": False,
+    }
+    gate = behaviour_gate(report)
+    assert not gate.passed and "red_flag_monotonicity" in gate.description

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from rare_triage.lib.training.thresholds import (
+    NEEDS_REVIEW_LABEL,
+    ThresholdPolicy,
+    decide,
+    flag_orphan,
+    predict_codes,
+    threshold_for_recall,
+    tune_threshold_policy,
+)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [(1.0, 0.1), (0.75, 0.5), (0.5, 0.8), (0.25, 0.9), (0.95, 0.1), (0.3, 0.8)],
+)
+def test_threshold_is_the_highest_reaching_the_target_recall(target: float, expected: float) -> None:
+    is_orphan = np.array([True, True, True, True, False, False])
+    scores = np.array([0.9, 0.8, 0.5, 0.1, 0.7, 0.05])
+    threshold = threshold_for_recall(is_orphan, scores, target)
+    assert threshold == expected
+    assert (scores[is_orphan] >= threshold).mean() >= target
+
+
+def test_threshold_needs_orphans_and_a_valid_target() -> None:
+    with pytest.raises(ValueError, match="no orphan row"):
+        threshold_for_recall(np.array([False]), np.array([0.3]), 0.9)
+    with pytest.raises(ValueError, match="target_recall"):
+        threshold_for_recall(np.array([True]), np.array([0.3]), 0.0)
+
+
+def _proba(orphan: list[float]) -> np.ndarray:
+    p = np.asarray(orphan)
+    rest = (1 - p)[:, None] * np.array([[0.4, 0.3, 0.2, 0.1]])
+    return np.column_stack([rest, p])
+
+
+def test_policy_tunes_a_review_band_below_the_orphan_threshold() -> None:
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(2000) < 0.05, 4, 0)
+    orphan_p = np.clip(np.where(y == 4, rng.beta(5, 2, 2000), rng.beta(1, 8, 2000)), 0, 1)
+    policy = tune_threshold_policy(y, _proba(list(orphan_p)), 0.9, 0.99)
+    assert policy.review_threshold <= policy.orphan_threshold
+    assert (orphan_p[y == 4] >= policy.orphan_threshold).mean() >= 0.9
+    assert (orphan_p[y == 4] >= policy.review_threshold).mean() >= 0.99
+
+
+def test_review_recall_below_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="review_recall"):
+        tune_threshold_policy(np.array([4, 0]), _proba([0.9, 0.1]), 0.95, 0.9)
+
+
+def test_decide_flags_reviews_and_otherwise_takes_the_best_other_class() -> None:
+    policy = ThresholdPolicy(orphan_threshold=0.5, review_threshold=0.2, target_recall=0.95, review_recall=0.99)
+    proba = _proba([0.6, 0.3, 0.1])
+    assert flag_orphan(proba, policy).tolist() == [True, False, False]
+    assert predict_codes(proba, policy).tolist() == [4, 0, 0]
+    assert decide(proba, policy).tolist() == ["orphan", NEEDS_REVIEW_LABEL, "none"]
+
+
+def test_policy_round_trips_through_the_bundle_fields() -> None:
+    policy = ThresholdPolicy(0.4, 0.1, 0.95, 0.99)
+    assert ThresholdPolicy.from_bundle(policy.thresholds(), policy.needs_review()) == policy
+    assert policy.needs_review()["orphan_probability_min"] == 0.1
+    with pytest.raises(ValueError, match="review_threshold"):
+        ThresholdPolicy(0.1, 0.4, 0.95, 0.99)

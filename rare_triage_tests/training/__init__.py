@@ -1,0 +1,1 @@
+"""Tests of the training assets, checks and resources."""
