@@ -7,6 +7,7 @@ up in the Dagster UI afterwards (`make ui`).
 import argparse
 import datetime as dt
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +15,7 @@ import dagster as dg
 
 from rare_triage import constants as c
 from rare_triage.definitions import build_definitions
-from rare_triage.lib.paths import rare_triage_home
+from rare_triage.lib.paths import PROJECT_ROOT, rare_triage_home
 
 
 def demo_partitions(days: int, end: dt.date) -> list[str]:
@@ -44,6 +45,9 @@ def run_demo(days: int, end: dt.date) -> None:
     if "DAGSTER_HOME" not in os.environ:
         os.environ["DAGSTER_HOME"] = str(rare_triage_home() / "dagster_home")
     os.makedirs(os.environ["DAGSTER_HOME"], exist_ok=True)
+    instance_config = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
+    if not os.path.exists(instance_config):
+        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", instance_config)
     instance = dg.DagsterInstance.get()
     partitions = demo_partitions(days, end)
     defs = build_definitions()

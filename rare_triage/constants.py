@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-PARTITIONS_START = "2025-01-01"
+PARTITIONS_START = "2024-01-01"
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
 
 # groups
@@ -28,6 +28,7 @@ PUBLISHED_MODEL = dg.AssetKey("published_model")
 
 # resource keys
 PARQUET_IO_MANAGER = "parquet_io_manager"
+PARQUET_ARROW_INPUT = "parquet_arrow_input"  # the same lake, read as pyarrow Tables
 DUCKDB_IO_MANAGER = "duckdb_io_manager"
 PICKLE_IO_MANAGER = "io_manager"
 EHR_SOURCE = "ehr_source"

@@ -75,6 +75,9 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     warehouse = warehouse_path(env)
     return {
         c.PARQUET_IO_MANAGER: ParquetLakeIOManager(base_uri=lake_uri, **_s3_credentials(lake_uri, env)),
+        c.PARQUET_ARROW_INPUT: ParquetLakeIOManager(
+            base_uri=lake_uri, load_as_arrow=True, **_s3_credentials(lake_uri, env)
+        ),
         c.DUCKDB_IO_MANAGER: DuckDBPandasIOManager(database=warehouse, schema=FEATURES_SCHEMA),
         "duckdb": DuckDBResource(database=warehouse),
         c.EHR_SOURCE: build_ehr_source(env),

@@ -3,13 +3,7 @@
 from rare_triage.deployment.assets import onnx_model, published_model
 from rare_triage.deployment.checks import dev_serves_published, onnx_parity, onnx_size
 from rare_triage.deployment.jobs import promote_to_prod_job, rollback_job
-from rare_triage.deployment.resources import (
-    ModelBucketResource,
-    ModelRegistryResource,
-    build_bucket_resource,
-    build_deployment_resources,
-    build_registry_resource,
-)
+from rare_triage.deployment.resources import ModelBucketResource, build_bucket_resource, build_deployment_resources
 
 DEPLOYMENT_ASSETS = [onnx_model, published_model]
 DEPLOYMENT_CHECKS = [onnx_parity, onnx_size, dev_serves_published]
@@ -20,8 +14,6 @@ __all__ = [
     "DEPLOYMENT_CHECKS",
     "DEPLOYMENT_JOBS",
     "ModelBucketResource",
-    "ModelRegistryResource",
     "build_bucket_resource",
     "build_deployment_resources",
-    "build_registry_resource",
 ]

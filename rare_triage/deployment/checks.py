@@ -29,10 +29,12 @@ def onnx_parity(onnx_model: ExportedModel, triage_model: TrainedModel) -> dg.Ass
         return dg.AssetCheckResult(
             passed=False, description="triage_model carries no test_features: parity cannot be shown on nothing"
         )
-    report = parity_report(triage_model.pipeline, onnx_model.onnx_bytes, window, spec=onnx_model.spec)
+    report = parity_report(
+        triage_model.pipeline, onnx_model.onnx_bytes, window, spec=onnx_model.spec, thresholds=triage_model.thresholds
+    )
     return dg.AssetCheckResult(
         passed=report["passed"],
-        metadata={k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in report.items()},
+        metadata={k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v for k, v in report.items()},
     )
 
 

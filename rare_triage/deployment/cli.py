@@ -4,7 +4,7 @@
     python -m rare_triage.deployment.cli promote [--tolerance 0.01]
     python -m rare_triage.deployment.cli rollback --env prod --version v3-0123456789ab
 
-Resources come from the environment (RARE_TRIAGE_BUCKET_URI, MLFLOW_TRACKING_URI, ...; see resources.py);
+Resources come from the environment (RARE_TRIAGE_BUCKET_URI, RARE_TRIAGE_MLFLOW_TRACKING_URI, ...);
 runs are recorded in the instance of DAGSTER_HOME (default $RARE_TRIAGE_HOME/dagster_home).
 """
 
@@ -21,6 +21,7 @@ from rare_triage.deployment.resources import build_bucket_resource, build_deploy
 from rare_triage.lib.paths import rare_triage_home
 from rare_triage.lib.promotion import DEV, PROD
 from rare_triage.lib.publication import list_versions, read_pointer
+from rare_triage.training import training_resources
 
 
 def _instance(environ: Mapping[str, str]) -> dg.DagsterInstance:
@@ -32,7 +33,8 @@ def _instance(environ: Mapping[str, str]) -> dg.DagsterInstance:
 def run_job(job_name: str, run_config: dict[str, Any], environ: Mapping[str, str]) -> dg.ExecuteInProcessResult:
     """Execute a deployment job against the environment's instance and resources."""
     jobs = {PROMOTE_JOB: promote_to_prod_job, ROLLBACK_JOB: rollback_job}
-    defs = dg.Definitions(jobs=list(jobs.values()), resources=build_deployment_resources(environ))
+    resources = {**build_deployment_resources(environ), **training_resources(environ)}
+    defs = dg.Definitions(jobs=list(jobs.values()), resources=resources)
     job = defs.resolve_job_def(job_name)
     with _instance(environ) as instance:
         return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
@@ -73,7 +75,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     result = run_job(job, {"ops": {op: {"config": config}}}, env)
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
-        reason = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else ""
+        data = failure.step_failure_data if failure is not None else None
+        if data is not None and data.user_failure_data is not None and data.user_failure_data.description:
+            reason = data.user_failure_data.description
+        else:
+            reason = data.error.message.strip() if data is not None and data.error is not None else ""
         print(f"{job} failed (run {result.run_id}): {reason}", file=sys.stderr)
         return 1
     print(f"{job}: ok (run {result.run_id}) {result.output_for_node(op)}")

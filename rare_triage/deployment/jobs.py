@@ -1,13 +1,15 @@
 """Promotion of the dev model to prod behind the gate, and rollback of any env to an earlier version."""
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
 
 from rare_triage import constants as c
-from rare_triage.deployment.resources import ModelBucketResource, ModelRegistryResource
-from rare_triage.lib.promotion import PROD, promote, rollback
+from rare_triage.deployment.resources import ModelBucketResource
+from rare_triage.lib.promotion import CHAMPION_ALIAS, PROD, promote, rollback
 from rare_triage.lib.publication import IntegrityError
+from rare_triage.training.resources import MlflowTracking
 
 PROMOTE_JOB = "promote_to_prod"
 ROLLBACK_JOB = "rollback"
@@ -27,6 +29,16 @@ class RollbackConfig(dg.Config):
     version: str
 
 
+def champion_setter(mlflow: MlflowTracking) -> Callable[[Mapping[str, Any]], None]:
+    """Sets the registry alias `champion` on the manifest's MLflow model version."""
+
+    def set_champion(manifest: Mapping[str, Any]) -> None:
+        version = str(manifest["mlflow_model_version"])
+        mlflow.client().set_registered_model_alias(mlflow.registered_model_name, CHAMPION_ALIAS, version)
+
+    return set_champion
+
+
 def _observe(context: dg.OpExecutionContext, env: str, version: str, **metadata: Any) -> None:
     """Record the pointer move on published_model's timeline in the UI."""
     context.log_event(
@@ -39,10 +51,10 @@ def promote_dev_to_prod(
     context: dg.OpExecutionContext,
     config: PromoteConfig,
     bucket: ModelBucketResource,
-    model_registry: ModelRegistryResource,
+    mlflow: MlflowTracking,
 ) -> dict[str, Any]:
     try:
-        result = promote(bucket.get_bucket(), config.tolerance, set_alias=model_registry.set_champion)
+        result = promote(bucket.get_bucket(), config.tolerance, set_alias=champion_setter(mlflow))
     except IntegrityError as exc:
         raise dg.Failure(description=f"promotion refused: {exc}") from exc
     for reason in result.gate.reasons:
@@ -70,10 +82,10 @@ def rollback_env(
     context: dg.OpExecutionContext,
     config: RollbackConfig,
     bucket: ModelBucketResource,
-    model_registry: ModelRegistryResource,
+    mlflow: MlflowTracking,
 ) -> dict[str, Any]:
     try:
-        pointer = rollback(bucket.get_bucket(), config.env, config.version, set_alias=model_registry.set_champion)
+        pointer = rollback(bucket.get_bucket(), config.env, config.version, set_alias=champion_setter(mlflow))
     except (IntegrityError, ValueError) as exc:
         raise dg.Failure(description=f"rollback of {config.env} to {config.version} refused: {exc}") from exc
     context.log.info(f"{config.env}: {pointer.previous_version} -> {pointer.version}")

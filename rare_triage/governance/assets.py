@@ -1,15 +1,17 @@
 """Governance of each daily partition: anonymized tables and the quarantine of rows that failed validation."""
 
+import math
 from collections.abc import Iterator
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 
 from rare_triage import constants as c
 from rare_triage.governance.checks import GOVERNANCE_CHECK_SPECS, governance_check_results
 from rare_triage.governance.resources import PseudonymizationResource
 from rare_triage.lib import schema
-from rare_triage.lib.governance import GovernanceCodes, govern_extract
+from rare_triage.lib.governance import GovernanceCodes, govern_in_buckets
 from rare_triage.lib.reference import known_icd10_codes, load_orphanet_epidemiology
 
 ANONYMIZED_SPEC = dg.AssetSpec(
@@ -32,6 +34,12 @@ QUARANTINE_SPEC = dg.AssetSpec(
 ).with_io_manager_key(c.PARQUET_IO_MANAGER)
 
 
+class GovernanceConfig(dg.Config):
+    """Large days are governed in patient buckets of about this many encounters, to bound memory."""
+
+    encounters_per_bucket: int = 200_000
+
+
 def governance_codes(reference: dict[str, pd.DataFrame]) -> GovernanceCodes:
     """The code lists rows are validated against."""
     return GovernanceCodes(
@@ -45,7 +53,7 @@ def governance_codes(reference: dict[str, pd.DataFrame]) -> GovernanceCodes:
     specs=[ANONYMIZED_SPEC, QUARANTINE_SPEC],
     partitions_def=c.DAILY_PARTITIONS,
     ins={
-        "raw": dg.AssetIn(c.RAW_EHR_EXTRACT),
+        "raw": dg.AssetIn(c.RAW_EHR_EXTRACT, input_manager_key=c.PARQUET_ARROW_INPUT),
         "reference": dg.AssetIn(c.HPO_REFERENCE_TABLES),
     },
     check_specs=GOVERNANCE_CHECK_SPECS,
@@ -53,12 +61,15 @@ def governance_codes(reference: dict[str, pd.DataFrame]) -> GovernanceCodes:
 )
 def anonymized_and_quarantined(
     context: dg.AssetExecutionContext,
+    config: GovernanceConfig,
     pseudonymization: PseudonymizationResource,
-    raw: dict[str, pd.DataFrame],
+    raw: dict[str, pa.Table],
     reference: dict[str, pd.DataFrame],
 ) -> Iterator[dg.Output[object] | dg.AssetCheckResult]:
-    result = govern_extract(
+    n_buckets = max(1, math.ceil(raw[schema.RAW_ENCOUNTERS].num_rows / config.encounters_per_bucket))
+    result = govern_in_buckets(
         raw,
+        n_buckets=n_buckets,
         partition_day=context.partition_key,
         pseudonymizer=pseudonymization.pseudonymizer(),
         codes=governance_codes(reference),

@@ -24,8 +24,8 @@ MAX_QUARANTINE_SHARE = 0.02
 IDENTIFIER_PATTERNS = {
     "email": re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE),
     "phone": re.compile(r"\+?\d[\d\s().-]{7,}\d"),
-    "iso_date": re.compile(r"\b(19|20)\d{2}-\d{2}-\d{2}\b"),
-    "zip5": re.compile(r"^\d{5}(-\d{4})?$"),
+    "iso_date": re.compile(r"\b(?:19|20)\d{2}-\d{2}-\d{2}\b"),
+    "zip5": re.compile(r"^\d{5}(?:-\d{4})?$"),
 }
 # The partition key is the one date element kept (README); pseudonymous keys are 32 hex characters (pandera checks
 # their shape) whose digit runs would otherwise look like phone numbers.

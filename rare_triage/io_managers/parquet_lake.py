@@ -5,7 +5,9 @@ from collections.abc import Mapping
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from rare_triage.lib.lake_fs import (
     S3Options,
@@ -23,7 +25,8 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager):
     """Stores a DataFrame, or a mapping of table name to DataFrame, as Parquet.
 
     Layout: ``<base_uri>/<asset key>/partition_day=<key>/<table>.parquet`` (``data.parquet`` for a single
-    DataFrame); non-partitioned assets use ``<asset key>/all/``. ``base_uri`` is a local folder or
+    DataFrame); non-partitioned assets use ``<asset key>/all/``. With ``load_as_arrow`` inputs come as pyarrow
+    Tables (compact strings), for steps that convert to pandas piece by piece. ``base_uri`` is a local folder or
     ``s3://bucket/prefix`` on any S3-compatible server (``s3_endpoint_url``).
     """
 
@@ -32,6 +35,7 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_region: str = "us-east-1"
+    load_as_arrow: bool = False
 
     def _filesystem(self) -> tuple[pafs.FileSystem, str]:
         options = S3Options(self.s3_endpoint_url, self.s3_access_key_id, self.s3_secret_access_key, self.s3_region)
@@ -67,21 +71,25 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager):
             }
         )
 
-    def _load_partition(self, fs: pafs.FileSystem, directory: str) -> pd.DataFrame | dict[str, pd.DataFrame]:
+    def _load_partition(
+        self, fs: pafs.FileSystem, directory: str, *, arrow: bool = False
+    ) -> pd.DataFrame | pa.Table | dict[str, pd.DataFrame] | dict[str, pa.Table]:
         files = list_parquet_files(fs, directory)
         if not files:
             raise FileNotFoundError(f"nothing materialized at {directory}")
         names = [posixpath.splitext(posixpath.basename(f))[0] for f in files]
+        read = (lambda path: pq.read_table(path, filesystem=fs)) if arrow else (lambda path: read_parquet(fs, path))
         if names == [SINGLE_TABLE]:
-            return read_parquet(fs, files[0])
-        return {name: read_parquet(fs, path) for name, path in zip(names, files, strict=True)}
+            return read(files[0])
+        return {name: read(path) for name, path in zip(names, files, strict=True)}
 
     def load_input(self, context: dg.InputContext) -> object:
         fs, root = self._filesystem()
         key = context.asset_key
+        arrow = self.load_as_arrow
         if not context.has_asset_partitions:
-            return self._load_partition(fs, self._partition_dir(root, key, None))
+            return self._load_partition(fs, self._partition_dir(root, key, None), arrow=arrow)
         partitions = context.asset_partition_keys
         if len(partitions) == 1 and context.has_partition_key:
-            return self._load_partition(fs, self._partition_dir(root, key, partitions[0]))
-        return {p: self._load_partition(fs, self._partition_dir(root, key, p)) for p in partitions}
+            return self._load_partition(fs, self._partition_dir(root, key, partitions[0]), arrow=arrow)
+        return {p: self._load_partition(fs, self._partition_dir(root, key, p), arrow=arrow) for p in partitions}

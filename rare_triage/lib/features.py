@@ -1,6 +1,7 @@
 """Encounter features: one row per encounter from the anonymized tables, built with DuckDB SQL.
 
-Rules (every number, flag and count leaves as float64, NaN meaning NULL / unknown):
+Keys, categoricals and the label leave as str (None when NULL); every number, flag and count as
+float64 (NaN when NULL / unknown). Rules:
 - vitals: mean of the values of each LOINC code in `schema.VITAL_LOINC` (2708-6 counts as SpO2);
   there is no time of measurement in the anonymized vitals, so "last" would be arbitrary.
 - fever_score: max severity over present fever terms; pain_score: max severity over present pain
@@ -21,7 +22,8 @@ neither present nor absent. Rows come back in the order of the encounters table.
 
 import re
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from importlib import resources
+from typing import Any, TypeAlias
 
 import duckdb
 import numpy as np
@@ -30,7 +32,7 @@ import pyarrow as pa
 
 from rare_triage.lib import schema
 
-Table = pd.DataFrame | pa.Table
+Table: TypeAlias = pd.DataFrame | pa.Table
 
 ACUITIES = ("mild", "acute", "chronic")
 PAIN_SCORE_FEATURE = "pain_score"
@@ -44,8 +46,7 @@ VOCAB_ANCESTORS_COLUMNS = ("vocab_id", "ancestor_id")
 PHENOTYPE_CASE_COLUMNS = ("case_id", "sex", "age_years", "observed", "excluded")
 
 _HPO_ID = re.compile(r"HP:\d{7}")
-_PREFIX = "rt_feat_"  # names of the views and temp tables this module creates on the connection
-_NUMERIC_SQL_TYPES = {"age_years": "DOUBLE", "prior_visits_365d": "DOUBLE"}
+_PREFIX = "rt_feat_"  # names of the views and temp tables feature_sql/ reads and creates
 _PHENOPACKET_SEX = {"MALE": "M", "FEMALE": "F", "UNKNOWN_SEX": "U", "OTHER_SEX": "U"}
 
 
@@ -99,11 +100,9 @@ def build_encounter_features(
         for statement in _staging_sql():
             con.execute(statement)
         _raise_on_bad_rows(con)
-        result = con.execute(_features_sql(vocab, systems)).df()
+        return con.execute(_features_sql(vocab, systems)).df()
     finally:
         con.close()
-    result.columns = features_table_columns(vocab, systems)
-    return result
 
 
 def encode_phenotype_cases(
@@ -238,12 +237,14 @@ def _lookup_tables(
     for code, acuity in icd10_acuity.items():
         if acuity not in ACUITIES:
             raise ValueError(f"icd10_acuity: {code!r} maps to {acuity!r}, expected one of {list(ACUITIES)}")
-    vitals = [(loinc, name, unit) for loinc, (name, unit, _low, _high) in schema.VITAL_LOINC.items()]
+    vitals: list[tuple[str, str, str | None]] = [
+        (loinc, name, unit) for loinc, (name, unit, _low, _high) in schema.VITAL_LOINC.items()
+    ]
     spo2_name, spo2_unit = schema.VITAL_LOINC["59408-5"][:2]
     vitals += [(schema.SPO2_ALT_LOINC, spo2_name, spo2_unit), (schema.PAIN_SCORE_LOINC, PAIN_SCORE_FEATURE, None)]
     score_terms = [("fever", schema.FEVER_HPO), ("pain", schema.PAIN_HPO)]
-    score_terms += [("fever", t) for t in _checked_ids(sorted(set(fever_terms)), "fever_terms")]
-    score_terms += [("pain", t) for t in _checked_ids(sorted(set(pain_terms)), "pain_terms")]
+    score_terms += [("fever", t) for t in _checked_ids(list(dict.fromkeys(fever_terms)), "fever_terms")]
+    score_terms += [("pain", t) for t in _checked_ids(list(dict.fromkeys(pain_terms)), "pain_terms")]
     rows: dict[str, list[tuple[Any, ...]]] = {
         "vocab_index": [(hpo_id, *_mask_bit(i)) for i, hpo_id in enumerate(vocab)],
         "system_index": [(hpo_id, *_mask_bit(i)) for i, hpo_id in enumerate(systems)],
@@ -270,54 +271,18 @@ def _small_table(rows: list[tuple[Any, ...]], columns: dict[str, pa.DataType]) -
     return pa.table({name: pa.array(list(v), type=t) for (name, t), v in zip(columns.items(), values, strict=True)})
 
 
+def _sql(name: str, **parts: object) -> str:
+    """A template of feature_sql/ with its parts filled in."""
+    return (resources.files(__package__) / "feature_sql" / name).read_text(encoding="utf-8").format(**parts)
+
+
 def _staging_sql() -> list[str]:
-    """Typed encounters with an integer id, symptoms keyed by it, primary diagnoses and ontology indexes."""
-    p = _PREFIX
-    return [
-        f"""CREATE OR REPLACE TEMP TABLE {p}enc AS SELECT
-            CAST(_row AS BIGINT) AS eid,
-            {", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in _ENCOUNTER_TEXT_COLUMNS)},
-            {", ".join(f"CAST({c} AS DOUBLE) AS {c}" for c in _NUMERIC_SQL_TYPES)}
-        FROM {p}in_encounters""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}sym AS SELECT e.eid, CAST(s.hpo_id AS VARCHAR) AS hpo_id,
-            CAST(s.present AS BOOLEAN) AS present, CAST(s.severity AS DOUBLE) AS severity,
-            CAST(s.duration_days AS DOUBLE) AS duration_days
-        FROM {p}in_symptoms s JOIN {p}enc e ON e.encounter_key = CAST(s.encounter_key AS VARCHAR)""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}diag AS SELECT eid, has_orpha, primary_icd10.code AS primary_icd10
-        FROM (
-            SELECT e.eid, bool_or(d.code_system = 'ORPHA') AS has_orpha,
-                min(struct_pack(rank := coalesce(d.rank, {_NULL_RANK}), code := d.code))
-                    FILTER (WHERE d.code_system = 'ICD10') AS primary_icd10
-            FROM (SELECT CAST(encounter_key AS VARCHAR) AS encounter_key, CAST(code_system AS VARCHAR) AS code_system,
-                    CAST(code AS VARCHAR) AS code, CAST(rank AS BIGINT) AS rank FROM {p}in_diagnoses) d
-            JOIN {p}enc e ON e.encounter_key = d.encounter_key
-            GROUP BY e.eid
-        )""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}present_vocab AS
-        SELECT DISTINCT CAST(r.hpo_id AS VARCHAR) AS hpo_id, v.chunk, v.bit
-        FROM {p}in_term_rollup r JOIN {p}vocab_index v ON v.vocab_id = CAST(r.vocab_id AS VARCHAR)""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}absent_vocab AS
-        SELECT DISTINCT CAST(a.ancestor_id AS VARCHAR) AS hpo_id, v.chunk, v.bit
-        FROM {p}in_vocab_ancestors a JOIN {p}vocab_index v ON v.vocab_id = CAST(a.vocab_id AS VARCHAR)""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}present_system AS
-        SELECT DISTINCT CAST(t.hpo_id AS VARCHAR) AS hpo_id, s.chunk, s.bit
-        FROM {p}in_term_system t JOIN {p}system_index s ON s.system_id = CAST(t.system_id AS VARCHAR)""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}absent_system AS
-        SELECT system_id AS hpo_id, chunk, bit FROM {p}system_index
-        UNION SELECT '{schema.PHENOTYPIC_ABNORMALITY_HPO}', chunk, bit FROM {p}system_index""",
-        f"""CREATE OR REPLACE TEMP TABLE {p}score_terms AS SELECT hpo_id,
-            bool_or(kind = 'fever') AS is_fever, bool_or(kind = 'pain') AS is_pain
-        FROM (
-            SELECT DISTINCT CAST(r.hpo_id AS VARCHAR) AS hpo_id, k.kind
-            FROM {p}in_term_rollup r
-            JOIN {p}in_vocab_ancestors a ON CAST(a.vocab_id AS VARCHAR) = CAST(r.vocab_id AS VARCHAR)
-            JOIN {p}score_roots k ON k.root_id = CAST(a.ancestor_id AS VARCHAR)
-            UNION ALL SELECT hpo_id, kind FROM {p}score_extra
-        ) GROUP BY hpo_id""",
-    ]
+    """Typed encounters with an integer id, symptoms keyed by it, primary diagnoses, ontology bit tables."""
+    script = _sql("staging.sql", null_rank=_NULL_RANK, phenotypic_abnormality=schema.PHENOTYPIC_ABNORMALITY_HPO)
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return [statement for statement in code.split(";") if statement.strip()]
 
 
-_ENCOUNTER_TEXT_COLUMNS = (*schema.FEATURE_KEY_COLUMNS, *schema.FEATURE_CATEGORICAL_COLUMNS)
 _NULL_RANK = 2**63 - 1  # a diagnosis without rank comes after every ranked one
 
 
@@ -390,20 +355,8 @@ def _chunks(n_columns: int) -> int:
 _MASK_BITS = 64  # a UBIGINT mask holds 64 columns
 
 
-def _states_sql(present_table: str, absent_table: str) -> str:
-    """(eid, chunk, bit, state) rows: 1 for a present symptom rolling up to a column, 0 for an excluded ancestor."""
-    p = _PREFIX
-    return f"""
-        SELECT sym.eid, t.chunk, t.bit, 1 AS state FROM {p}sym sym JOIN {p}{present_table} t ON t.hpo_id = sym.hpo_id
-        WHERE sym.present
-        UNION ALL
-        SELECT sym.eid, t.chunk, t.bit, 0 AS state FROM {p}sym sym JOIN {p}{absent_table} t ON t.hpo_id = sym.hpo_id
-        WHERE NOT sym.present"""
-
-
 def _features_sql(vocab: list[str], systems: list[str]) -> str:
-    """The single query producing the features table, columns in `features_table_columns` order."""
-    p = _PREFIX
+    """The query producing the features table, columns in `features_table_columns` order."""
     vital_names = [name for name, _unit, _low, _high in schema.VITAL_LOINC.values()]
     vital_aggs = ", ".join(f"avg(v.value) FILTER (WHERE c.feature = '{n}') AS {n}" for n in vital_names)
     n_systems = " + ".join(f"coalesce(bit_count(system_present_{c}), 0)" for c in range(_chunks(len(systems))))
@@ -420,53 +373,26 @@ def _features_sql(vocab: list[str], systems: list[str]) -> str:
     assert tuple(numeric) == schema.FEATURE_NUMERIC_COLUMNS, "numeric expressions out of step with the schema"
     label = f"""CASE WHEN coalesce(has_orpha, false) THEN '{schema.ORPHAN_LABEL}'
         WHEN primary_icd10 IS NULL THEN 'none' ELSE 'common_' || acuity END"""
-    select = [
-        *(f"{c}" for c in (*schema.FEATURE_KEY_COLUMNS, *schema.FEATURE_CATEGORICAL_COLUMNS)),
+    expressions = [
+        *schema.FEATURE_KEY_COLUMNS,
+        *schema.FEATURE_CATEGORICAL_COLUMNS,
         *(f"CAST({expr} AS DOUBLE)" for expr in numeric.values()),
         *(_mask_column("vocab", i) for i in range(len(vocab))),
         *(_mask_column("system", i) for i in range(len(systems))),
         label,
     ]
-    return f"""
-    WITH vitals_agg AS (
-        SELECT e.eid, {vital_aggs},
-            max(v.value) FILTER (WHERE c.feature = '{PAIN_SCORE_FEATURE}') AS vital_pain_score
-        FROM (SELECT CAST(encounter_key AS VARCHAR) AS encounter_key, CAST(loinc_code AS VARCHAR) AS loinc_code,
-                CAST(value AS DOUBLE) AS value FROM {p}in_vitals) v
-        JOIN {p}vital_codes c ON c.loinc_code = v.loinc_code
-        JOIN {p}enc e ON e.encounter_key = v.encounter_key
-        GROUP BY e.eid
-    ), symptoms_agg AS (
-        SELECT s.eid,
-            max(s.severity) FILTER (WHERE t.is_fever) AS fever_score,
-            max(s.severity) FILTER (WHERE t.is_pain) AS pain_score,
-            max(s.duration_days) AS symptom_duration_days
-        FROM {p}sym s LEFT JOIN {p}score_terms t ON t.hpo_id = s.hpo_id
-        WHERE s.present GROUP BY s.eid
-    ), comorbidities_agg AS (
-        SELECT e.eid, count(DISTINCT CAST(c.icd10_code AS VARCHAR)) AS comorbidity_count
-        FROM {p}in_comorbidities c JOIN {p}enc e ON e.encounter_key = CAST(c.encounter_key AS VARCHAR)
-        GROUP BY e.eid
-    ), vocab_masks AS (
-        SELECT s.eid, {_mask_aggregates(len(vocab))} FROM ({_states_sql("present_vocab", "absent_vocab")}) s
-        GROUP BY s.eid
-    ), system_masks AS (
-        SELECT s.eid, {_mask_aggregates(len(systems))} FROM ({_states_sql("present_system", "absent_system")}) s
-        GROUP BY s.eid
-    ), joined AS (
-        SELECT e.*, va.* EXCLUDE (eid), sa.* EXCLUDE (eid), ca.* EXCLUDE (eid), dg.* EXCLUDE (eid), ac.acuity,
-            {_mask_names("vocab", "vm", len(vocab))}, {_mask_names("system", "sm", len(systems))}
-        FROM {p}enc e
-        LEFT JOIN vitals_agg va ON va.eid = e.eid
-        LEFT JOIN symptoms_agg sa ON sa.eid = e.eid
-        LEFT JOIN comorbidities_agg ca ON ca.eid = e.eid
-        LEFT JOIN vocab_masks vm ON vm.eid = e.eid
-        LEFT JOIN system_masks sm ON sm.eid = e.eid
-        LEFT JOIN {p}diag dg ON dg.eid = e.eid
-        LEFT JOIN {p}acuity ac ON ac.code = dg.primary_icd10
-        ORDER BY e.eid
+    names = features_table_columns(vocab, systems)
+    select = [f"{expr} AS {name}" for expr, name in zip(expressions, names, strict=True)]
+    return _sql(
+        "encounter_features.sql",
+        vital_aggregates=vital_aggs,
+        pain_feature=PAIN_SCORE_FEATURE,
+        vocab_mask_aggregates=_mask_aggregates(len(vocab)),
+        system_mask_aggregates=_mask_aggregates(len(systems)),
+        vocab_masks=_mask_names("vocab", "vm", len(vocab)),
+        system_masks=_mask_names("system", "sm", len(systems)),
+        select_list=",\n    ".join(select),
     )
-    SELECT {", ".join(select)} FROM joined"""
 
 
 def _age_band(age: float) -> str | None:

@@ -8,9 +8,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rare_triage.lib import schema
-from rare_triage.lib.anonymize import Pseudonymizer, anonymize_extract, assert_no_identifiers
+from rare_triage.lib.anonymize import (
+    IDENTIFIER_VALUE_COLUMNS,
+    IdentifierLeakError,
+    Pseudonymizer,
+    anonymize_extract,
+    assert_no_identifiers,
+)
+from rare_triage.lib.governance_buckets import iter_buckets
 from rare_triage.lib.kanonymity import below_k_quarantine, enforce_k_anonymity
 from rare_triage.lib.validation import validate_extract
 
@@ -94,3 +103,66 @@ def govern_extract(
     parts = [q for q in quarantine_parts if len(q)]
     quarantined = pd.concat(parts, ignore_index=True) if parts else validated.quarantined
     return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_result.report)
+
+
+def govern_in_buckets(
+    raw: Mapping[str, pa.Table],
+    *,
+    n_buckets: int,
+    partition_day: str,
+    pseudonymizer: Pseudonymizer,
+    codes: GovernanceCodes,
+    k: int = 5,
+) -> GovernanceResult:
+    """`govern_extract` over patient buckets of an Arrow extract, so peak memory follows the bucket, not the day."""
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets: {n_buckets} must be at least 1")
+    parts = [
+        govern_extract(bucket, partition_day=partition_day, pseudonymizer=pseudonymizer, codes=codes, k=k)
+        for bucket in iter_buckets(raw, n_buckets)
+    ]
+    anonymized = {
+        table: pd.concat([p.anonymized[table] for p in parts], ignore_index=True) for table in schema.ANON_TABLES
+    }
+    quarantined = pd.concat([p.quarantined for p in parts], ignore_index=True)
+    counts = {
+        table: {field: sum(p.counts[table][field] for p in parts) for field in ("in", "valid", "quarantined")}
+        for table in schema.RAW_TABLES
+    }
+    k_report = {key: sum(p.k_report[key] for p in parts) for key in parts[0].k_report if key not in ("k", "k_achieved")}
+    k_report["k"] = k
+    k_report["k_achieved"] = (
+        min(p.k_report["k_achieved"] for p in parts if p.k_report["rows_out"])
+        if any(p.k_report["rows_out"] for p in parts)
+        else 0
+    )
+    k_report["buckets"] = n_buckets
+    if n_buckets > 1:  # each bucket was checked against its own rows; now every raw value against every output
+        assert_no_identifier_values_across(anonymized, raw)
+    return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_report)
+
+
+def _output_string_values(anonymized: Mapping[str, pd.DataFrame]) -> pa.Array:
+    """Distinct string cells of every anonymized table except the partition day (deliberately kept)."""
+    arrays = [
+        pa.array(pd.unique(frame[column].dropna()).astype(str))
+        for frame in anonymized.values()
+        for column in frame.columns
+        if column != "partition_day"
+        and (frame[column].dtype == object or isinstance(frame[column].dtype, pd.StringDtype))
+    ]
+    return pc.unique(pa.concat_arrays(arrays)) if arrays else pa.array([], pa.string())
+
+
+def assert_no_identifier_values_across(anonymized: Mapping[str, pd.DataFrame], raw: Mapping[str, pa.Table]) -> None:
+    """Raise IdentifierLeakError if any raw identifier value of the whole extract is a cell of any output table."""
+    output = _output_string_values(anonymized)
+    for table, columns in IDENTIFIER_VALUE_COLUMNS.items():
+        for column in columns:
+            values = raw[table][column]
+            if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+                values = pc.strftime(pc.cast(values, pa.timestamp("s")), format="%Y-%m-%d")
+            else:
+                values = pc.cast(values, pa.string())
+            if pc.any(pc.is_in(values, value_set=output)).as_py():
+                raise IdentifierLeakError(f"raw identifier values of {table}.{column} appear verbatim in the output")

@@ -9,6 +9,7 @@ MLflow run, the Dagster run and the training partitions.
 import datetime as dt
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,7 +98,7 @@ def build_manifest(
         "class_labels": list(spec.class_labels),
         "thresholds": dict(model.thresholds),
         "needs_review": dict(model.needs_review),
-        "metrics": {k: float(v) for k, v in model.metrics.items()},
+        "metrics": {k: float(v) if math.isfinite(float(v)) else None for k, v in model.metrics.items()},
         "checks_passed": bool(checks) and all(checks.values()),
         "checks": {name: bool(ok) for name, ok in checks.items()},
         "parity": dict(parity) if parity is not None else None,
@@ -128,7 +129,10 @@ def validate_manifest(manifest: Mapping[str, Any], onnx_bytes: bytes | None = No
     digest = manifest["onnx"].get("sha256")
     if manifest["version"] != model_version(str(digest), manifest["mlflow_model_version"]):
         raise ManifestError(f"manifest: version {manifest['version']!r} does not match onnx.sha256 {digest!r}")
-    spec = FeatureSpec.from_dict(manifest["input_schema"])
+    try:
+        spec = FeatureSpec.from_dict(manifest["input_schema"])
+    except ValueError as exc:
+        raise ManifestError(f"manifest: input_schema: {exc}") from exc
     if list(spec.class_labels) != manifest["class_labels"]:
         raise ManifestError("manifest: class_labels differ from input_schema.class_labels")
     if onnx_bytes is not None and sha256_hex(onnx_bytes) != digest:
@@ -136,8 +140,15 @@ def validate_manifest(manifest: Mapping[str, Any], onnx_bytes: bytes | None = No
 
 
 def manifest_to_bytes(manifest: Mapping[str, Any]) -> bytes:
-    """Canonical JSON (sorted keys, UTF-8, trailing newline): equal manifests give equal bytes and hashes."""
-    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+    """Canonical JSON (sorted keys, UTF-8, trailing newline): equal manifests give equal bytes and hashes.
+
+    Strict JSON: NaN and infinities are refused (a JSON parser on the serving side would reject them).
+    """
+    try:
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise ManifestError(f"manifest {manifest.get('version')}: {exc} (NaN or infinity in a field)") from exc
+    return (text + "\n").encode("utf-8")
 
 
 def manifest_from_bytes(data: bytes) -> dict[str, Any]:

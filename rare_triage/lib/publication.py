@@ -152,9 +152,14 @@ def read_pointer(bucket: Bucket, env: str) -> Pointer | None:
 
 
 def move_pointer(bucket: Bucket, env: str, version: str, now: dt.datetime | None = None) -> Pointer:
-    """Point `env` at `version` after verifying the version's files; one overwrite of the pointer object."""
+    """Point `env` at `version` after verifying the version's files; one overwrite of the pointer object.
+
+    Pointing an env at the version it already serves changes nothing (the history link is kept).
+    """
     published, _ = verify_version(bucket, version)
     previous = read_pointer(bucket, env)
+    if previous is not None and (previous.version, previous.manifest_sha256) == (version, published.manifest_sha256):
+        return previous
     pointer = Pointer(
         env=_check_env(env),
         version=version,

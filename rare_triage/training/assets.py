@@ -11,17 +11,17 @@ from duckdb import CatalogException
 
 from rare_triage import constants as c
 from rare_triage.lib.ontology import ReferenceTables
-from rare_triage.lib.reference import load_phenopackets
+from rare_triage.lib.reference import load_incidental_findings, load_phenopackets
 from rare_triage.lib.training import tracking
 from rare_triage.lib.training.ablation import run_ablation, shortcut_warning
 from rare_triage.lib.training.candidates import CandidateSpec, ModelParams
-from rare_triage.lib.training.columns import label_codes, model_inputs, vocabulary_group_columns
-from rare_triage.lib.training.evaluate import ModelEvaluation, evaluate_model
+from rare_triage.lib.training.columns import label_codes, model_inputs
+from rare_triage.lib.training.evaluate import ModelEvaluation, evaluate_model, headline_table
 from rare_triage.lib.training.external import ExternalValidation, external_features, external_report
 from rare_triage.lib.training.model import TriageModel, build_triage_model
 from rare_triage.lib.training.plots import calibration_png, confusion_png, markdown_image, pr_curves_png
 from rare_triage.lib.training.report import json_safe, markdown_table, metric_value
-from rare_triage.lib.training.robustness import vocabulary_term_systems
+from rare_triage.lib.training.robustness import PhenotypeItem, phenotype_items
 from rare_triage.lib.training.thresholds import ThresholdPolicy
 from rare_triage.lib.training.train import train_triage_model
 from rare_triage.lib.training.windows import (
@@ -129,7 +129,7 @@ def triage_model(
     fingerprint = tracking.data_fingerprint([training_set.train, training_set.validation])
     revision = tracking.code_revision()
     partitions = training_set.partitions()
-    tags = {"dagster_run_id": context.run_id, "dagster_asset": "triage_model", "code_revision": revision}
+    tags = {"dagster_run_id": context.run.run_id, "dagster_asset": "triage_model", "code_revision": revision}
     with mlflow.start_run("triage_model", tags={**tags, "data_fingerprint": fingerprint}) as run:
         tracking.log_params(
             {
@@ -139,7 +139,7 @@ def triage_model(
                 "rows_train": len(training_set.train),
                 "rows_validation": len(training_set.validation),
                 "data_fingerprint": fingerprint,
-                "dagster_run_id": context.run_id,
+                "dagster_run_id": context.run.run_id,
                 "code_revision": revision,
             }
         )
@@ -213,13 +213,16 @@ def triage_model(
     )
 
 
-def _phenotype_sets(
-    ref: ReferenceTables, columns: list[str]
-) -> tuple[dict[str, tuple[str, ...]], list[str], list[str]]:
-    term_systems = vocabulary_term_systems(ref.term_system, columns)
-    red_flags = vocabulary_group_columns(ref.vocabulary, "orphan_red_flag", columns)
-    incidental = vocabulary_group_columns(ref.vocabulary, "common", columns)
-    return term_systems, red_flags, incidental
+def _phenotype_items(ref: ReferenceTables, columns: list[str]) -> tuple[list[PhenotypeItem], list[PhenotypeItem]]:
+    """Red-flag terms of the vocabulary, and the incidental findings the synthetic source gives non-orphan
+    patients (with their weights), as the feature SQL would encode them."""
+    red_ids = ref.vocabulary.loc[ref.vocabulary["group"] == "orphan_red_flag", "hpo_id"].tolist()
+    red_flags = phenotype_items(red_ids, ref.term_rollup, ref.term_system, columns)
+    incidental = load_incidental_findings()
+    items = phenotype_items(
+        incidental["hpo_id"].tolist(), ref.term_rollup, ref.term_system, columns, incidental["weight"].tolist()
+    )
+    return red_flags, items
 
 
 @dg.asset(
@@ -245,12 +248,13 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
 ) -> dg.MaterializeResult:
     ref = _reference(reference)
     columns = list(triage_model.feature_columns)
-    term_systems, red_flags, incidental = _phenotype_sets(ref, columns)
+    red_flags, incidental = _phenotype_items(ref, columns)
     policy = ThresholdPolicy.from_bundle(triage_model.thresholds, triage_model.needs_review)
     tags = {
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
         "dagster_asset": "model_evaluation",
         "code_revision": tracking.code_revision(),
+        "test_data_fingerprint": tracking.data_fingerprint([training_set.test]),
     }
     with mlflow.start_run("model_evaluation", tags=tags, parent_run_id=triage_model.mlflow_run_id) as run:
         tracking.log_params({"test_partitions": ",".join(training_set.partitions()["test"]), **config.model_dump()})
@@ -259,8 +263,7 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
             columns,
             policy,
             training_set.test,
-            term_systems=term_systems,
-            incidental_pool=incidental,
+            incidental_items=incidental,
             red_flags=red_flags,
             min_subgroup_orphans=config.min_subgroup_orphans,
             behaviour_sample=config.behaviour_sample,
@@ -294,35 +297,12 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
         evaluation, mlflow_run_id=run.info.run_id, mlflow_model_version=triage_model.mlflow_model_version
     )
     m = evaluation.metrics
-    headline = pd.DataFrame(
-        [
-            {"metric": k, "value": m[k]}
-            for k in (
-                "n",
-                "orphan_prevalence",
-                "orphan_recall",
-                "orphan_precision",
-                "orphan_npv",
-                "flag_rate",
-                "non_orphan_flag_rate",
-                "review_rate",
-                "orphan_roc_auc",
-                "orphan_pr_auc",
-                "macro_f1",
-                "macro_f1_argmax",
-                "brier_multiclass",
-                "brier_orphan",
-                "ece_orphan",
-                "ece_top_label",
-            )
-        ]
-    )
     per_class = pd.DataFrame(evaluation.per_class).T.rename_axis("label").reset_index()
     monotonic = evaluation.behaviour["red_flag_monotonicity"]
     return dg.MaterializeResult(
         value=evaluation,
         metadata={
-            "summary": dg.MetadataValue.md(markdown_table(headline)),
+            "summary": dg.MetadataValue.md(markdown_table(headline_table(m))),
             "per_class": dg.MetadataValue.md(markdown_table(per_class)),
             "subgroups": dg.MetadataValue.md(markdown_table(evaluation.subgroups)),
             "robustness": dg.MetadataValue.json(json_safe(evaluation.robustness)),
@@ -371,7 +351,7 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
         cases = cases.head(config.max_cases)
     policy = ThresholdPolicy.from_bundle(triage_model.thresholds, triage_model.needs_review)
     tags = {
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
         "dagster_asset": "external_validation",
         "code_revision": tracking.code_revision(),
     }
@@ -433,7 +413,7 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
             "n_cases": result.n_cases,
             "n_cohorts": len(per_cohort),
             "summary": dg.MetadataValue.json(json_safe(result.metrics())),
-            "lowest_cohorts": dg.MetadataValue.md(markdown_table(per_cohort.head(20))),
+            "per_cohort": dg.MetadataValue.md(markdown_table(per_cohort)),
             "feature_ablation": dg.MetadataValue.md(markdown_table(ablation) if not ablation.empty else "not run"),
             "shortcut_warning": warning or "none",
             "mlflow_run_id": run.info.run_id,

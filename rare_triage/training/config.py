@@ -22,8 +22,8 @@ class TrainingSetConfig(dg.Config):
     test_start: str | None = None
     test_end: str | None = None
     train_days: int = Field(default=0, description="days of training before validation; 0 = every earlier day")
-    validation_days: int = Field(default=2, description="days of the validation window (before the test window)")
-    test_days: int = Field(default=2, description="days of the test window, ending on the latest partition")
+    validation_days: int = Field(default=7, description="days of the validation window (before the test window)")
+    test_days: int = Field(default=7, description="days of the test window, ending on the latest partition")
 
     def explicit_bounds(self) -> dict[str, str | None] | None:
         bounds = {

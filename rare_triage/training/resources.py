@@ -27,7 +27,7 @@ def default_mlflow_dir() -> Path:
     return rare_triage_home() / "mlflow"
 
 
-class MlflowTracking(dg.ConfigurableResource):  # type: ignore[type-arg]
+class MlflowTracking(dg.ConfigurableResource):
     """Where runs and models go: a local sqlite store under the state folder by default, a server by URI."""
 
     tracking_uri: str | None = Field(
@@ -77,8 +77,9 @@ class MlflowTracking(dg.ConfigurableResource):  # type: ignore[type-arg]
     ) -> Iterator[mlflow.ActiveRun]:
         """An MLflow run that ends FINISHED when the block completes and FAILED when it raises."""
         experiment_id = self.configure()
-        if mlflow.active_run() is not None:
-            raise RuntimeError(f"mlflow: run {mlflow.active_run().info.run_id} is still active in this process")  # type: ignore[union-attr]
+        active = mlflow.active_run()
+        if active is not None:
+            raise RuntimeError(f"mlflow: run {active.info.run_id} is still active in this process")
         all_tags = dict(tags or {})
         if parent_run_id:
             all_tags[PARENT_RUN_TAG] = parent_run_id

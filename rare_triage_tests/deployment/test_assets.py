@@ -4,8 +4,10 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pytest
 import skl2onnx.operator_converters.calibrated_classifier_cv as skl2onnx_calibration
 from dagster_aws.s3 import S3Resource
@@ -13,12 +15,16 @@ from dagster_aws.s3 import S3Resource
 from rare_triage import constants as c
 from rare_triage.deployment import DEPLOYMENT_ASSETS, DEPLOYMENT_CHECKS, DEPLOYMENT_JOBS, ModelBucketResource
 from rare_triage.deployment.checks import ONNX_PARITY, ONNX_SIZE
+from rare_triage.deployment.gating import required_check_keys
 from rare_triage.lib import bucket as bucket_lib
 from rare_triage.lib.model_bundle import TrainedModel
 from rare_triage.lib.onnx_export import export as export_module
 from rare_triage.lib.onnx_export.isotonic import NEAREST_THRESHOLD_ISOTONIC
 from rare_triage.lib.onnx_export.synthetic import synthetic_trained_model
 from rare_triage.lib.publication import list_versions, read_pointer, served_model
+from rare_triage.lib.training.evaluate import ModelEvaluation
+from rare_triage.lib.training.external import ExternalValidation
+from rare_triage.training.resources import MlflowTracking
 from rare_triage_tests.fixtures_s3 import ACCESS_KEY, REGION, SECRET_KEY, make_bucket, s3_server
 
 __all__ = ["s3_server"]  # pytest fixture used by name below
@@ -29,23 +35,57 @@ def model() -> TrainedModel:
     return synthetic_trained_model("xgb", n=1500, seed=5)
 
 
-def _triage_model_asset(model: TrainedModel) -> dg.AssetsDefinition:
+def _training_stubs(model: TrainedModel, gates_pass: bool = True) -> list[Any]:
+    """triage_model, model_evaluation and external_validation as training hands them over, with its gates."""
+
     @dg.asset(key=c.TRIAGE_MODEL, group_name=c.GROUP_TRAINING)
     def triage_model() -> TrainedModel:
         return model
 
-    return triage_model
+    @dg.asset(key=c.MODEL_EVALUATION, group_name=c.GROUP_TRAINING, deps=[c.TRIAGE_MODEL])
+    def model_evaluation() -> ModelEvaluation:
+        metrics = {"orphan_recall": 0.95, "non_orphan_flag_rate": 0.05, "brier": float("nan")}
+        return ModelEvaluation(metrics, per_class={}, confusion=[], subgroups=pd.DataFrame())
+
+    @dg.asset(key=c.EXTERNAL_VALIDATION, group_name=c.GROUP_TRAINING, deps=[c.TRIAGE_MODEL])
+    def external_validation() -> ExternalValidation:
+        return ExternalValidation(
+            n_cases=40,
+            share_flagged=0.9,
+            share_flagged_or_review=0.95,
+            share_without_vocabulary_term=0.1,
+            share_flagged_without_vocabulary_term=0.05,
+            mean_orphan_probability=0.6,
+            test_non_orphan_flag_rate=0.05,
+            per_cohort=pd.DataFrame(),
+            ablation=pd.DataFrame(),
+        )
+
+    def gate(key: dg.AssetCheckKey) -> dg.AssetChecksDefinition:
+        @dg.asset_check(asset=key.asset_key, name=key.name, blocking=True)
+        def stub_gate() -> dg.AssetCheckResult:
+            return dg.AssetCheckResult(passed=gates_pass)
+
+        return stub_gate
+
+    training_gates = [key for key in required_check_keys() if key.asset_key != c.ONNX_MODEL]
+    return [triage_model, model_evaluation, external_validation, *(gate(key) for key in training_gates)]
 
 
 def _materialize(
     model: TrainedModel,
     bucket: ModelBucketResource,
     instance: dg.DagsterInstance,
+    *,
     selection: list[str] | None = None,
     with_checks: bool = True,
+    gates_pass: bool = True,
 ) -> dg.ExecuteInProcessResult:
+    stubs = _training_stubs(model, gates_pass)
+    if not with_checks:
+        stubs = [s for s in stubs if not isinstance(s, dg.AssetChecksDefinition)]
     return dg.materialize(
-        [_triage_model_asset(model), *DEPLOYMENT_ASSETS, *(DEPLOYMENT_CHECKS if with_checks else [])],
+        [*stubs, *DEPLOYMENT_ASSETS, *(DEPLOYMENT_CHECKS if with_checks else [])],
         resources={c.BUCKET: bucket},
         instance=instance,
         selection=selection,
@@ -55,7 +95,7 @@ def _materialize(
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as test_instance:
+    with dg.DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 
@@ -81,7 +121,10 @@ def test_publishing_writes_a_verified_version_and_moves_dev(
     pointer, manifest, onnx_bytes = served_model(bucket, "dev")
     assert list_versions(bucket) == [pointer.version]
     assert manifest["checks_passed"] is True
-    assert manifest["checks"] == {"onnx_model:onnx_parity": True, "onnx_model:onnx_size_under_limit": True}
+    assert manifest["checks"] == {key.to_user_string(): True for key in required_check_keys()}
+    assert manifest["metrics"]["orphan_recall"] == 0.95
+    assert manifest["metrics"]["external_validation_share"] == 0.9
+    assert manifest["metrics"]["test_brier"] is None
     assert manifest["dagster_run_id"] == result.run_id
     assert manifest["input_schema"]["columns"][0]["name"] == model.feature_columns[0]
     assert manifest["training_partitions"] == model.training_partitions
@@ -113,7 +156,8 @@ def test_publishing_alone_is_refused_without_current_check_results(
     model: TrainedModel, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     bucket = ModelBucketResource(uri=str(tmp_path))
-    first = _materialize(model, bucket, instance, selection=["triage_model", "onnx_model"], with_checks=False)
+    upstream = ["triage_model", "model_evaluation", "external_validation", "onnx_model"]
+    first = _materialize(model, bucket, instance, selection=upstream, with_checks=False)
     assert first.success
     assert not first.get_asset_check_evaluations()
 
@@ -146,42 +190,41 @@ def test_publishing_to_an_s3_bucket(model: TrainedModel, s3_server: str, instanc
     assert manifest["checks_passed"] is True
 
 
-def test_deployment_definitions_load(model: TrainedModel) -> None:
+def test_deployment_definitions_load(model: TrainedModel, tmp_path: Path) -> None:
+    stubs = _training_stubs(model)
     defs = dg.Definitions(
-        assets=[_triage_model_asset(model), *DEPLOYMENT_ASSETS],
-        asset_checks=DEPLOYMENT_CHECKS,
+        assets=[s for s in stubs if not isinstance(s, dg.AssetChecksDefinition)] + DEPLOYMENT_ASSETS,
+        asset_checks=[*DEPLOYMENT_CHECKS, *(s for s in stubs if isinstance(s, dg.AssetChecksDefinition))],
         jobs=DEPLOYMENT_JOBS,
-        resources={c.BUCKET: ModelBucketResource(uri="/tmp/unused"), "model_registry": None},
+        resources={c.BUCKET: ModelBucketResource(uri=str(tmp_path)), c.MLFLOW: MlflowTracking()},
     )
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
 
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} >= {"onnx_model", "published_model"}
-    blocking = {k.name for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
-    assert blocking == {ONNX_PARITY, ONNX_SIZE}
+    blocking = {k for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
+    assert blocking == required_check_keys()
+    assert {dg.AssetCheckKey(c.ONNX_MODEL, ONNX_PARITY), dg.AssetCheckKey(c.ONNX_MODEL, ONNX_SIZE)} <= blocking
     assert {j.name for j in DEPLOYMENT_JOBS} == {"promote_to_prod", "rollback"}
 
 
-def test_training_blocking_checks_are_recorded_and_a_stale_export_is_never_published(
+def test_a_failed_training_gate_blocks_publication(
     model: TrainedModel, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
-    @dg.asset_check(asset=c.TRIAGE_MODEL, name="orphan_recall_reached", blocking=True)
-    def orphan_recall_reached() -> dg.AssetCheckResult:
-        return dg.AssetCheckResult(passed=True)
+    result = _materialize(model, ModelBucketResource(uri=str(tmp_path)), instance, gates_pass=False)
 
-    defs = dg.Definitions(
-        assets=[_triage_model_asset(model), *DEPLOYMENT_ASSETS],
-        asset_checks=[*DEPLOYMENT_CHECKS, orphan_recall_reached],
-        resources={c.BUCKET: ModelBucketResource(uri=str(tmp_path))},
-    )
-    job = defs.resolve_implicit_global_asset_job_def()
+    assert not result.success
+    assert not [e for e in result.get_asset_materialization_events() if e.asset_key == c.PUBLISHED_MODEL]
+    assert bucket_lib.LocalBucket(tmp_path).list() == []
 
-    assert job.execute_in_process(instance=instance).success
-    published, manifest, _ = served_model(bucket_lib.LocalBucket(tmp_path), "dev")
-    assert manifest["checks"]["triage_model:orphan_recall_reached"] is True
 
-    assert job.execute_in_process(instance=instance, asset_selection=[c.TRIAGE_MODEL]).success  # retrained
-    alone = job.execute_in_process(instance=instance, asset_selection=[c.PUBLISHED_MODEL], raise_on_error=False)
+def test_a_stale_export_is_never_published(model: TrainedModel, tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    bucket = ModelBucketResource(uri=str(tmp_path))
+    assert _materialize(model, bucket, instance).success
+    published = served_model(bucket_lib.LocalBucket(tmp_path), "dev")[0]
+
+    assert _materialize(model, bucket, instance, selection=["triage_model"]).success  # retrained, not exported
+    alone = _materialize(model, bucket, instance, selection=["published_model"])
 
     assert not alone.success
     failure = next(e for e in alone.all_events if e.is_step_failure)

@@ -8,13 +8,14 @@ import pytest
 from mlflow import MlflowClient
 
 from rare_triage import constants as c
-from rare_triage.deployment import ModelBucketResource, ModelRegistryResource
+from rare_triage.deployment import ModelBucketResource
 from rare_triage.deployment.cli import main
-from rare_triage.deployment.jobs import promote_to_prod_job, rollback_job
-from rare_triage.deployment.resources import MODEL_REGISTRY, REGISTERED_MODEL_NAME
+from rare_triage.deployment.jobs import champion_setter, promote_to_prod_job, rollback_job
 from rare_triage.lib.bucket import LocalBucket
 from rare_triage.lib.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
 from rare_triage.lib.publication import move_pointer, publish_model, read_pointer
+from rare_triage.training.resources import DEFAULT_REGISTERED_MODEL as REGISTERED_MODEL_NAME
+from rare_triage.training.resources import MlflowTracking
 from rare_triage_tests.lib.published_model_factory import manifest_for
 
 
@@ -47,14 +48,14 @@ def served(tmp_path: Path, tracking_uri: str) -> Iterator[tuple[LocalBucket, str
     new = publish_model(bucket, b"model two", manifest_for(b"model two", "2", **better)).version
     move_pointer(bucket, "prod", old)
     move_pointer(bucket, "dev", new)
-    ModelRegistryResource(tracking_uri=tracking_uri).set_champion({"mlflow_model_version": "1"})
+    champion_setter(MlflowTracking(tracking_uri=tracking_uri))({"mlflow_model_version": "1"})
     yield bucket, old, new
 
 
 def _resources(bucket: LocalBucket, tracking_uri: str) -> dict[str, object]:
     return {
         c.BUCKET: ModelBucketResource(uri=str(bucket.root)),
-        MODEL_REGISTRY: ModelRegistryResource(tracking_uri=tracking_uri),
+        c.MLFLOW: MlflowTracking(tracking_uri=tracking_uri),
     }
 
 
@@ -131,7 +132,7 @@ def test_command_line_runs_the_jobs_on_the_dagster_instance(
     environ = {
         "RARE_TRIAGE_HOME": str(tmp_path),
         "RARE_TRIAGE_BUCKET_URI": str(bucket.root),
-        "MLFLOW_TRACKING_URI": tracking_uri,
+        "RARE_TRIAGE_MLFLOW_TRACKING_URI": tracking_uri,
         "DAGSTER_HOME": str(tmp_path / "dagster_home"),
     }
 

@@ -90,6 +90,7 @@ def test_a_manifest_is_refused_for_other_onnx_bytes() -> None:
         (lambda m: m.update(version="v1-000000000000"), r"does not match onnx\.sha256"),
         (lambda m: m.update(format=99), "format 99"),
         (lambda m: m.update(class_labels=["a"]), "class_labels differ"),
+        (lambda m: m["input_schema"].pop("columns"), "input_schema: input schema: malformed"),
     ],
 )
 def test_invalid_manifests_name_the_field(change: object, message: str) -> None:
@@ -118,3 +119,16 @@ def test_unreadable_manifest_bytes_are_refused() -> None:
 def test_trained_model_bundle_rejects_inconsistent_fields(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(trained_model(), **change)
+
+
+def test_non_finite_metrics_become_null_and_stray_nans_are_refused() -> None:
+    manifest = build_manifest(
+        trained_model(test_brier=float("nan")), ONNX, SPEC, checks={"parity": True}, dagster_run_id=None
+    )
+    assert manifest["metrics"]["test_brier"] is None
+    strict = json.loads(manifest_to_bytes(manifest), parse_constant=lambda name: pytest.fail(f"{name} in manifest"))
+    assert strict["metrics"]["test_brier"] is None
+
+    manifest["thresholds"] = {"orphan": float("nan")}
+    with pytest.raises(ManifestError, match="NaN or infinity"):
+        manifest_to_bytes(manifest)

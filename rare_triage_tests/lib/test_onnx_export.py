@@ -30,6 +30,7 @@ from rare_triage.lib.onnx_export import (
     spec_from_onnx,
     to_serving_matrix,
 )
+from rare_triage.lib.onnx_export.speed import onnx_speed, tile_rows
 from rare_triage.lib.onnx_export.synthetic import feature_columns, synthetic_frame, synthetic_trained_model
 
 CATEGORICAL, NUMERIC = feature_columns()
@@ -70,13 +71,14 @@ def test_onnx_matches_native_pipeline_on_rows_with_nans_and_unseen_categories(ki
     assert (~window["centre_id"].isin(model.categories["centre_id"])).any(), "and unseen categories"
 
     _, onnx_bytes = _export(model.pipeline)
-    report = parity_report(model.pipeline, onnx_bytes, window)
+    report = parity_report(model.pipeline, onnx_bytes, window, thresholds={"orphan": 0.2, "needs_review": 0.1})
 
     assert report["n_rows"] == len(window)
     assert report["n_class_mismatches"] == 0
     assert report["class_agreement"] == 1.0
     assert report["max_abs_diff"] <= 1e-4
     assert report["passed"] is True
+    assert report["threshold_flips"] == {"orphan": 0}  # not a class: needs_review is not compared
 
 
 def test_onnx_outputs_a_plain_float_probability_tensor_and_embeds_its_input_schema(
@@ -239,6 +241,12 @@ def test_serving_matrix_codes_categories_and_keeps_nan_for_missing_numbers() -> 
     np.testing.assert_array_equal(records_to_serving_matrix(records, spec), matrix)
 
 
+def test_records_with_a_non_number_name_the_column() -> None:
+    spec = FeatureSpec(columns=(ColumnSpec("spo2", "numeric"),), class_labels=schema.LABELS)
+    with pytest.raises(ValueError, match="record 1: column 'spo2' is not a number: 'low'"):
+        records_to_serving_matrix([{"spo2": 97}, {"spo2": "low"}], spec)
+
+
 def test_feature_spec_survives_the_manifest_round_trip() -> None:
     spec = FeatureSpec(
         columns=(ColumnSpec("sex", "categorical", ("F", "M"), missing_code=-1), ColumnSpec("spo2", "numeric")),
@@ -300,3 +308,19 @@ def test_isotonic_calibration_is_interpolated_like_scikit_learn_even_with_one_th
     report = parity_report(model.pipeline, onnx_bytes, test_window)
 
     assert report["passed"] is True, report
+
+
+def test_speed_figures_are_reported_for_single_rows_and_batches(test_window: pd.DataFrame) -> None:
+    model = synthetic_trained_model("lr", n=800, seed=9)
+    spec, onnx_bytes = _export(model.pipeline)
+    matrix = to_serving_matrix(test_window, spec)
+
+    figures = onnx_speed(onnx_bytes, matrix, repeats=5, batch_rows=1000)
+
+    assert set(figures) == {"single_row_ms", "single_row_p95_ms", "batch_rows", "batch_seconds", "batch_rows_per_s"}
+    assert figures["batch_rows"] == 1000
+    assert figures["single_row_p95_ms"] >= figures["single_row_ms"] > 0
+    assert tile_rows(matrix, 1000).shape == (1000, matrix.shape[1])
+    assert len(tile_rows(test_window, 7)) == 7
+    with pytest.raises(ValueError, match="no rows to time"):
+        tile_rows(matrix[:0], 10)

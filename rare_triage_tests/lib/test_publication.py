@@ -109,6 +109,7 @@ def test_the_pointer_remembers_the_version_it_replaced(bucket: Bucket) -> None:
     pointer = move_pointer(bucket, "dev", two)
 
     assert (pointer.version, pointer.previous_version) == (two, one)
+    assert move_pointer(bucket, "dev", two) == pointer  # same version again: nothing moves, history kept
     assert list_versions(bucket) == [one, two]  # oldest first, by the manifests' created_at
 
 

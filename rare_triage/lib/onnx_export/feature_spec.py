@@ -97,7 +97,14 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FeatureSpec":
-        """Inverse of `to_dict`."""
+        """Inverse of `to_dict`; ValueError naming what is missing when the schema is malformed."""
+        try:
+            return cls._from_dict(data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"input schema: malformed ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> "FeatureSpec":
         columns = []
         for entry in data["columns"]:
             cats = entry.get("categories", [])
@@ -162,6 +169,11 @@ def records_to_serving_matrix(records: Sequence[Mapping[str, Any]], spec: Featur
             value = record.get(column.name)
             if column.kind == "categorical":
                 out[i, j] = encode_category(value, column, lookups[j])
+            elif value is None or is_missing(value):
+                out[i, j] = np.nan
             else:
-                out[i, j] = np.nan if value is None or is_missing(value) else float(value)
+                try:
+                    out[i, j] = float(value)
+                except (TypeError, ValueError):
+                    raise ValueError(f"record {i}: column {column.name!r} is not a number: {value!r}") from None
     return out

@@ -1,6 +1,7 @@
 """Does the ONNX graph compute what the native pipeline computes? Checked on real rows, not assumed."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -39,13 +40,16 @@ def parity_report(
     native_pipeline: Any,
     onnx_bytes: bytes,
     frame: pd.DataFrame,
+    *,
     tolerance: float = PROBABILITY_TOLERANCE,
     spec: FeatureSpec | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Native predict_proba on the frame vs ONNX Runtime on its serving matrix.
 
     `passed` means every row has the same predicted class (argmax) and no probability differs by more
-    than `tolerance`. Mismatching row positions are listed (at most 10) for debugging.
+    than `tolerance`. Mismatching row positions are listed (at most 10) for debugging. For each of
+    `thresholds` naming a class, `threshold_flips` counts rows flagged by one side only (informative).
     """
     if len(frame) == 0:
         raise ValueError("parity: the frame has no rows; parity cannot be shown on nothing")
@@ -65,4 +69,10 @@ def parity_report(
         "tolerance": tolerance,
         "passed": bool(same_class.all() and diff.max() <= tolerance),
         "mismatch_rows": [int(i) for i in bad_rows[:10]],
+        "threshold_flips": {
+            label: int(((native[:, k] >= cut) != (exported[:, k] >= cut)).sum())
+            for label, cut in (thresholds or {}).items()
+            if label in spec.class_labels
+            for k in [spec.class_labels.index(label)]
+        },
     }

@@ -7,7 +7,7 @@ without running the data pipeline.
 
 import csv
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -127,22 +127,23 @@ def synthetic_frame(n: int, seed: int = 0, unseen_share: float = 0.0) -> tuple[p
     return frame, labels
 
 
-def _classifier(kind: ModelKind, seed: int) -> object:
+def _classifier(kind: ModelKind, seed: int, params: dict[str, Any] | None = None) -> Any:
     match kind:
         case "lr" | "lr_calibrated":
-            base: object = LogisticRegression(max_iter=300, C=0.5)
+            base: Any = LogisticRegression(max_iter=300, C=0.5)
         case "rf":
-            return RandomForestClassifier(n_estimators=60, max_depth=10, min_samples_leaf=5, random_state=seed)
+            base = RandomForestClassifier(n_estimators=60, max_depth=10, min_samples_leaf=5, random_state=seed)
         case "xgb" | "xgb_calibrated":
             base = XGBClassifier(n_estimators=80, max_depth=4, learning_rate=0.2, n_jobs=1, random_state=seed)
         case _:
             raise ValueError(f"model kind: {kind!r} is not one of {MODEL_KINDS}")
+    base.set_params(**(params or {}))
     if kind.endswith("_calibrated"):
         return CalibratedClassifierCV(base, method="sigmoid" if kind.startswith("lr") else "isotonic", cv=3)
     return base
 
 
-def make_pipeline(kind: ModelKind, seed: int = 0) -> Pipeline:
+def make_pipeline(kind: ModelKind, seed: int = 0, classifier_params: dict[str, Any] | None = None) -> Pipeline:
     """An unfitted pipeline shaped like training's candidates (rare_triage.lib.training.candidates).
 
     One-hot categoricals; numerics passed through with NaN for XGBoost, median-imputed (and scaled for
@@ -165,14 +166,16 @@ def make_pipeline(kind: ModelKind, seed: int = 0) -> Pipeline:
         remainder="drop",
         sparse_threshold=0.0,
     )
-    return Pipeline([("preprocess", preprocess), ("classifier", _classifier(kind, seed))])
+    return Pipeline([("preprocess", preprocess), ("classifier", _classifier(kind, seed, classifier_params))])
 
 
-def synthetic_trained_model(kind: ModelKind = "xgb", n: int = 4000, seed: int = 0, **metrics: float) -> TrainedModel:
+def synthetic_trained_model(
+    kind: ModelKind = "xgb", n: int = 4000, seed: int = 0, classifier_params: dict[str, Any] | None = None
+) -> TrainedModel:
     """A `TrainedModel` fitted on a synthetic frame, its test window (with unseen categories) attached."""
     frame, labels = synthetic_frame(n, seed)
     with threadpool_limits(1):  # small fits; BLAS threads only thrash on a busy 2-core machine
-        pipeline = make_pipeline(kind, seed).fit(frame, labels)
+        pipeline = make_pipeline(kind, seed, classifier_params).fit(frame, labels)
     categorical, numeric = feature_columns()
     test, _ = synthetic_frame(max(n // 4, 50), seed + 1, unseen_share=0.05)
     return TrainedModel(
@@ -184,7 +187,7 @@ def synthetic_trained_model(kind: ModelKind = "xgb", n: int = 4000, seed: int = 
         class_labels=list(schema.LABELS),
         thresholds={schema.ORPHAN_LABEL: 0.2},
         needs_review={"rule": "orphan_probability >= threshold or max_probability < 0.5", "min_confidence": 0.5},
-        metrics={METRIC_ORPHAN_RECALL: 0.9, METRIC_EXTERNAL_VALIDATION_SHARE: 0.85} | metrics,
+        metrics={METRIC_ORPHAN_RECALL: 0.9, METRIC_EXTERNAL_VALIDATION_SHARE: 0.85},
         mlflow_run_id=None,
         mlflow_model_version=None,
         training_partitions=["2025-01-01"],

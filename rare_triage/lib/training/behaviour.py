@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib.training.columns import ORPHAN_INDEX, VITAL_COLUMNS
-from rare_triage.lib.training.robustness import TermSystems, set_phenotype
+from rare_triage.lib.training.robustness import PhenotypeItem, add_phenotype
 
 TOLERANCE = 1e-6
 
@@ -32,32 +32,28 @@ def patient_key_invariance(pipeline: Any, frame: pd.DataFrame, columns: Sequence
 
 
 def red_flag_monotonicity(
-    pipeline: Any,
-    frame: pd.DataFrame,
-    columns: Sequence[str],
-    red_flags: Sequence[str],
-    term_systems: TermSystems,
+    pipeline: Any, frame: pd.DataFrame, columns: Sequence[str], red_flags: Sequence[PhenotypeItem]
 ) -> dict[str, Any]:
-    """Add each red-flag term (with its organ systems) to the rows that lack it and compare the orphan
+    """Add each red-flag phenotype (with what it rolls up to) to the rows that lack it and compare the orphan
     probability: per-term mean change, share of rows that decreased, and the overall mean (gated >= 0)."""
     base = _orphan_proba(pipeline, frame, columns)
     per_term: dict[str, dict[str, float]] = {}
     deltas: list[np.ndarray] = []
-    for term in [t for t in red_flags if t in columns]:
-        rows = frame[term].to_numpy() != 1.0
+    for item in red_flags:
+        rows = ~np.asarray((frame[list(item.columns)].to_numpy() == 1.0).all(axis=1))
         if not rows.any():
             continue
         changed = frame.copy()
-        set_phenotype(changed, rows, term, term_systems)
+        add_phenotype(changed, rows, item)
         delta = _orphan_proba(pipeline, changed.loc[rows], columns) - base[rows]
         deltas.append(delta)
-        per_term[term] = {
+        per_term[item.hpo_id] = {
             "rows": int(rows.sum()),
             "mean_delta": float(delta.mean()),
             "share_decreased": float((delta < -TOLERANCE).mean()),
         }
     if not deltas:
-        return {"terms": 0, "passed": False, "reason": "no red-flag term column among the model inputs"}
+        return {"terms": 0, "passed": False, "reason": "no red-flag phenotype touches the model inputs"}
     every = np.concatenate(deltas)
     mean_delta = float(every.mean())
     return {
@@ -93,17 +89,16 @@ def behaviour_report(
     frame: pd.DataFrame,
     columns: Sequence[str],
     *,
-    red_flags: Sequence[str],
-    term_systems: TermSystems,
+    red_flags: Sequence[PhenotypeItem],
     sample_size: int = 500,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The three behavioural tests on a random sample of rows."""
     sample = frame.sample(n=min(sample_size, len(frame)), random_state=seed) if len(frame) else frame
-    report = {
+    report: dict[str, Any] = {
         "patient_key_invariance": patient_key_invariance(pipeline, sample, columns),
-        "red_flag_monotonicity": red_flag_monotonicity(pipeline, sample, columns, red_flags, term_systems),
+        "red_flag_monotonicity": red_flag_monotonicity(pipeline, sample, columns, red_flags),
         "missing_vitals": missing_vitals_scores(pipeline, sample, columns),
     }
-    report["passed"] = all(part["passed"] for part in report.values())  # type: ignore[index]
+    report["passed"] = all(part["passed"] for part in report.values())
     return report

@@ -18,8 +18,35 @@ from rare_triage.lib.training.metrics import (
     subgroup_table,
     summary_metrics,
 )
-from rare_triage.lib.training.robustness import TermSystems, robustness_report
+from rare_triage.lib.training.robustness import PhenotypeItem, robustness_report
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, predict_codes
+
+HEADLINE_METRICS = (
+    "n",
+    "orphan_prevalence",
+    "orphan_recall",
+    "orphan_precision",
+    "orphan_npv",
+    "flag_rate",
+    "non_orphan_flag_rate",
+    "review_rate",
+    "orphan_roc_auc",
+    "orphan_pr_auc",
+    "macro_f1",
+    "macro_f1_argmax",
+    "brier_multiclass",
+    "brier_orphan",
+    "ece_orphan",
+    "ece_top_label",
+    "robustness_non_orphan_flag_rate_plus_1_incidental",
+    "robustness_non_orphan_flag_rate_plus_2_incidental",
+    "robustness_elderly_multimorbid_flag_rate",
+)
+
+
+def headline_table(metrics: dict[str, float]) -> pd.DataFrame:
+    """The evaluation table a reviewer reads first (metric, value)."""
+    return pd.DataFrame([{"metric": k, "value": metrics[k]} for k in HEADLINE_METRICS if k in metrics])
 
 
 @dataclass(frozen=True)
@@ -45,9 +72,8 @@ def evaluate_model(
     policy: ThresholdPolicy,
     test: pd.DataFrame,
     *,
-    term_systems: TermSystems,
-    incidental_pool: Sequence[str],
-    red_flags: Sequence[str],
+    incidental_items: Sequence[PhenotypeItem],
+    red_flags: Sequence[PhenotypeItem],
     subgroup_columns: Sequence[str] = SUBGROUP_COLUMNS,
     min_subgroup_orphans: int = 20,
     behaviour_sample: int = 500,
@@ -62,8 +88,7 @@ def evaluate_model(
             list(feature_columns),
             policy,
             test,
-            term_systems=term_systems,
-            incidental_pool=incidental_pool,
+            incidental_items=incidental_items,
             red_flags=red_flags,
             subgroup_columns=subgroup_columns,
             min_subgroup_orphans=min_subgroup_orphans,
@@ -80,9 +105,8 @@ def _evaluate(
     policy: ThresholdPolicy,
     test: pd.DataFrame,
     *,
-    term_systems: TermSystems,
-    incidental_pool: Sequence[str],
-    red_flags: Sequence[str],
+    incidental_items: Sequence[PhenotypeItem],
+    red_flags: Sequence[PhenotypeItem],
     subgroup_columns: Sequence[str],
     min_subgroup_orphans: int,
     behaviour_sample: int,
@@ -104,8 +128,7 @@ def _evaluate(
         y,
         policy,
         feature_columns=columns,
-        incidental_pool=incidental_pool,
-        term_systems=term_systems,
+        incidental_items=incidental_items,
         elderly_age=elderly_age,
         min_chronic_conditions=min_chronic_conditions,
         seed=seed,
@@ -123,7 +146,6 @@ def _evaluate(
             inputs,
             columns,
             red_flags=red_flags,
-            term_systems=term_systems,
             sample_size=behaviour_sample,
             seed=seed,
         ),

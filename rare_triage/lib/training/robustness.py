@@ -1,71 +1,93 @@
 """Would a real clinic drown in false alarms? Flag rates after adding incidental phenotypes to non-orphan
-encounters, and among older patients with several chronic conditions."""
+encounters, and among older patients with several chronic conditions.
 
-from collections.abc import Mapping, Sequence
+A phenotype is added the way the feature SQL would encode it: every vocabulary term it rolls up to and
+every organ-system group above it become present, and n_systems_involved counts the newly involved systems.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.training.columns import ORPHAN_INDEX, hpo_id_of
+from rare_triage.lib.training.columns import ORPHAN_INDEX, SYSTEM_PREFIX
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan
 
-TermSystems = Mapping[str, Sequence[str]]  # vocabulary column (hpo_*) -> organ-system columns (sys_*) it rolls up to
+
+@dataclass(frozen=True)
+class PhenotypeItem:
+    """One HPO term and the hpo_*/sys_* feature columns it sets to present."""
+
+    hpo_id: str
+    columns: tuple[str, ...]
+    weight: float = 1.0
 
 
-def vocabulary_term_systems(term_system: pd.DataFrame, columns: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """hpo_* column -> the sys_* columns (present in `columns`) its term rolls up to, from the ontology's
-    (hpo_id, system_id) pairs."""
-    missing = [c for c in ("hpo_id", "system_id") if c not in term_system.columns]
-    if missing:
-        raise ValueError(f"term_system: missing column(s) {missing}")
+def phenotype_items(
+    hpo_ids: Sequence[str],
+    term_rollup: pd.DataFrame,
+    term_system: pd.DataFrame,
+    columns: Sequence[str],
+    weights: Sequence[float] | None = None,
+) -> list[PhenotypeItem]:
+    """Items for the terms, through the ontology's (hpo_id, vocab_id) and (hpo_id, system_id) pairs; terms
+    that touch no column among `columns` are left out."""
     present = set(columns)
-    wanted = {hpo_id_of(c): c for c in columns if c.startswith("hpo_")}
-    out: dict[str, list[str]] = {column: [] for column in wanted.values()}
+    targets: dict[str, set[str]] = {h: set() for h in hpo_ids}
+    for hpo_id, vocab_id in term_rollup[["hpo_id", "vocab_id"]].itertuples(index=False):
+        if hpo_id in targets:
+            targets[hpo_id].add(schema.hpo_feature_name(vocab_id))
     for hpo_id, system_id in term_system[["hpo_id", "system_id"]].itertuples(index=False):
-        column = wanted.get(hpo_id)
-        system_column = schema.system_feature_name(system_id)
-        if column is not None and system_column in present:
-            out[column].append(system_column)
-    return {column: tuple(sorted(set(systems))) for column, systems in out.items()}
+        if hpo_id in targets:
+            targets[hpo_id].add(schema.system_feature_name(system_id))
+    weight_of = dict(zip(hpo_ids, weights if weights is not None else [1.0] * len(hpo_ids), strict=True))
+    items = []
+    for hpo_id in dict.fromkeys(hpo_ids):
+        touched = tuple(sorted(targets[hpo_id] & present))
+        if touched:
+            items.append(PhenotypeItem(hpo_id, touched, float(weight_of[hpo_id])))
+    return items
 
 
-def set_phenotype(frame: pd.DataFrame, rows: np.ndarray, column: str, term_systems: TermSystems) -> None:
-    """Record a present vocabulary term on the selected rows (in place), with its organ systems and the
-    number of systems involved kept consistent."""
+def add_phenotype(frame: pd.DataFrame, rows: np.ndarray, item: PhenotypeItem) -> None:
+    """Record the phenotype as present on the selected rows (in place)."""
     if not rows.any():
         return
-    frame.loc[rows, column] = 1.0
-    for system in term_systems.get(column, ()):
-        if system not in frame.columns:
-            continue
-        newly = rows & (frame[system].to_numpy() != 1.0)
-        frame.loc[newly, system] = 1.0
-        if "n_systems_involved" in frame.columns:
+    for column in item.columns:
+        newly = rows & (frame[column].to_numpy() != 1.0)
+        if column.startswith(SYSTEM_PREFIX) and "n_systems_involved" in frame.columns:
             counts = frame.loc[newly, "n_systems_involved"].fillna(0.0)
             frame.loc[newly, "n_systems_involved"] = counts + 1.0
+        frame.loc[newly, column] = 1.0
+
+
+def _already_present(frame: pd.DataFrame, item: PhenotypeItem) -> np.ndarray:
+    return np.asarray((frame[list(item.columns)].to_numpy() == 1.0).all(axis=1))
 
 
 def add_incidental_phenotypes(
-    frame: pd.DataFrame, k: int, pool: Sequence[str], term_systems: TermSystems, seed: int = 0
+    frame: pd.DataFrame, k: int, items: Sequence[PhenotypeItem], seed: int = 0
 ) -> pd.DataFrame:
-    """A copy where every row gets `k` more present terms drawn from `pool` among those not already present."""
-    pool = [c for c in pool if c in frame.columns]
-    if k > len(pool):
-        raise ValueError(f"incidental phenotypes: asked for {k} per row, the pool has {len(pool)} term(s)")
+    """A copy where every row gets `k` distinct phenotypes it does not have yet, drawn with the items' weights."""
+    if k > len(items):
+        raise ValueError(f"incidental phenotypes: asked for {k} per row, the pool has {len(items)} term(s)")
     out = frame.copy()
+    if len(out) == 0 or k == 0:
+        return out
     rng = np.random.default_rng(seed)
-    already = out[pool].to_numpy() == 1.0
-    priority = rng.random((len(out), len(pool)))
-    priority[already] = -1.0
-    chosen = np.zeros_like(already)
-    if len(out):
-        top = np.argsort(-priority, axis=1)[:, :k]
-        np.put_along_axis(chosen, top, True, axis=1)
-    chosen &= ~already
-    for j, column in enumerate(pool):
-        set_phenotype(out, chosen[:, j], column, term_systems)
+    weights = np.array([item.weight for item in items], dtype=np.float64)
+    # Gumbel top-k: k distinct items per row, drawn in proportion to their weights
+    priority = np.log(weights)[None, :] - np.log(-np.log(rng.random((len(out), len(items)))))
+    for j, item in enumerate(items):
+        priority[_already_present(out, item), j] = -np.inf
+    chosen = np.zeros(priority.shape, dtype=bool)
+    np.put_along_axis(chosen, np.argsort(-priority, axis=1)[:, :k], True, axis=1)
+    chosen &= np.isfinite(priority)
+    for j, item in enumerate(items):
+        add_phenotype(out, chosen[:, j], item)
     return out
 
 
@@ -76,8 +98,7 @@ def robustness_report(
     policy: ThresholdPolicy,
     *,
     feature_columns: Sequence[str],
-    incidental_pool: Sequence[str],
-    term_systems: TermSystems,
+    incidental_items: Sequence[PhenotypeItem],
     elderly_age: float = 65.0,
     min_chronic_conditions: int = 2,
     seed: int = 0,
@@ -93,17 +114,16 @@ def robustness_report(
         return float(flag_orphan(pipeline.predict_proba(frame[columns]), policy).mean())
 
     report: dict[str, float] = {"non_orphan_n": float(len(non_orphan)), "non_orphan_flag_rate": rate(non_orphan)}
-    usable_pool = [c for c in incidental_pool if c in columns]
     for k in (1, 2):
-        if len(usable_pool) >= k:
-            added = add_incidental_phenotypes(non_orphan, k, usable_pool, term_systems, seed=seed + k)
-            report[f"non_orphan_flag_rate_plus_{k}_incidental"] = rate(added)
+        key = f"non_orphan_flag_rate_plus_{k}_incidental"
+        if len(incidental_items) >= k:
+            report[key] = rate(add_incidental_phenotypes(non_orphan, k, incidental_items, seed=seed + k))
         else:
-            report[f"non_orphan_flag_rate_plus_{k}_incidental"] = float("nan")
+            report[key] = float("nan")
     age = pd.to_numeric(non_orphan["age_years"], errors="coerce")
     chronic = pd.to_numeric(non_orphan["comorbidity_count"], errors="coerce")
     elderly = non_orphan.loc[(age >= elderly_age) & (chronic >= min_chronic_conditions)]
     report["elderly_multimorbid_n"] = float(len(elderly))
     report["elderly_multimorbid_flag_rate"] = rate(elderly)
-    report["incidental_pool_size"] = float(len(usable_pool))
+    report["incidental_pool_size"] = float(len(incidental_items))
     return report

@@ -58,11 +58,12 @@ _CONSULTATION_WEIGHTS = {  # primary_care, emergency, outpatient_specialist, inp
 
 @dataclass(frozen=True)
 class PhenotypeLayout:
-    """Vocabulary terms (hpo_id, group), organ-system ids and which systems each vocabulary term rolls up to."""
+    """Vocabulary terms (hpo_id, group), organ-system ids, and the roll-up of terms to both."""
 
     vocabulary: pd.DataFrame
     system_ids: tuple[str, ...]
     term_system: pd.DataFrame  # hpo_id, system_id
+    term_rollup: pd.DataFrame  # hpo_id, vocab_id
 
 
 def default_layout() -> PhenotypeLayout:
@@ -73,14 +74,15 @@ def default_layout() -> PhenotypeLayout:
         for i, (hpo_id, group) in enumerate(zip(vocabulary["hpo_id"], vocabulary["system"], strict=True))
     ]
     systems = tuple(dict.fromkeys([s for values in CSV_SYSTEM_TO_HPO.values() for s in values] + list(EXTRA_SYSTEMS)))
-    return PhenotypeLayout(vocabulary, systems, pd.DataFrame(pairs, columns=["hpo_id", "system_id"]))
+    rollup = pd.DataFrame({"hpo_id": vocabulary["hpo_id"], "vocab_id": vocabulary["hpo_id"]})
+    return PhenotypeLayout(vocabulary, systems, pd.DataFrame(pairs, columns=["hpo_id", "system_id"]), rollup)
 
 
 def layout_from_reference(tables: ReferenceTables) -> PhenotypeLayout:
     """The real vocabulary, organ systems and roll-up of the HPO reference tables."""
-    vocab_ids = set(tables.vocabulary["hpo_id"])
-    term_system = tables.term_system.loc[tables.term_system["hpo_id"].isin(vocab_ids), ["hpo_id", "system_id"]]
-    return PhenotypeLayout(tables.vocabulary, tuple(tables.systems["system_id"]), term_system.reset_index(drop=True))
+    return PhenotypeLayout(
+        tables.vocabulary, tuple(tables.systems["system_id"]), tables.term_system, tables.term_rollup
+    )
 
 
 def _hex_keys(rng: np.random.Generator, n: int) -> list[str]:

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from rare_triage.lib.training.imbalance import balanced_sample_weight
 
 
-class TwoStageClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+class TwoStageClassifier(ClassifierMixin, BaseEstimator):
     """P(none) = 1 - P(disease); P(k) = P(disease) * P(k | disease) for every other class k."""
 
     def __init__(self, first: Any, second: Any, none_class: int = 0, balanced: bool = True) -> None:

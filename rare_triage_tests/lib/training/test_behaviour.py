@@ -14,11 +14,15 @@ from rare_triage.lib.training.behaviour import (
     patient_key_invariance,
     red_flag_monotonicity,
 )
-from rare_triage.lib.training.columns import vocabulary_group_columns
-from rare_triage.lib.training.robustness import vocabulary_term_systems
+from rare_triage.lib.training.robustness import PhenotypeItem, phenotype_items
 from rare_triage.lib.training.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.train import TrainingOutcome
 from rare_triage_tests.lib.training.conftest import Windows
+
+
+def _red_flags(layout: PhenotypeLayout, columns: list[str]) -> list[PhenotypeItem]:
+    ids = layout.vocabulary.loc[layout.vocabulary["group"] == "orphan_red_flag", "hpo_id"].tolist()
+    return phenotype_items(ids, layout.term_rollup, layout.term_system, columns)
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +39,8 @@ def test_adding_a_red_flag_does_not_lower_the_orphan_probability(
     trained: TrainingOutcome, sample: pd.DataFrame, layout: PhenotypeLayout
 ) -> None:
     columns = trained.feature_columns
-    red_flags = vocabulary_group_columns(layout.vocabulary, "orphan_red_flag", columns)
-    result = red_flag_monotonicity(
-        trained.pipeline, sample, columns, red_flags, vocabulary_term_systems(layout.term_system, columns)
-    )
+    red_flags = _red_flags(layout, columns)
+    result = red_flag_monotonicity(trained.pipeline, sample, columns, red_flags)
     assert result["terms"] == len(red_flags) > 0
     assert result["mean_delta"] >= 0.0 and result["passed"]
     assert result["terms_with_negative_mean"] == []
@@ -60,8 +62,7 @@ def test_behaviour_report_runs_all_three(
         trained.pipeline,
         sample,
         columns,
-        red_flags=vocabulary_group_columns(layout.vocabulary, "orphan_red_flag", columns),
-        term_systems=vocabulary_term_systems(layout.term_system, columns),
+        red_flags=_red_flags(layout, columns),
         sample_size=100,
     )
     assert report["passed"]
@@ -88,5 +89,5 @@ def test_the_monotonicity_test_fails_a_model_that_penalises_red_flags() -> None:
     y[:8] = [1, 2, 3, 1, 2, 3, 1, 2]
     model = Pipeline([("preprocess", ColumnTransformer([("f", "passthrough", [flag])])), ("clf", LogisticRegression())])
     model.fit(frame, y)
-    result = red_flag_monotonicity(model, frame.assign(**{flag: 0.0}), [flag], [flag], {})
-    assert not result["passed"] and result["mean_delta"] < 0 and result["terms_with_negative_mean"] == [flag]
+    result = red_flag_monotonicity(model, frame.assign(**{flag: 0.0}), [flag], [PhenotypeItem("HP:0001250", (flag,))])
+    assert not result["passed"] and result["mean_delta"] < 0 and result["terms_with_negative_mean"] == ["HP:0001250"]

@@ -3,16 +3,21 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib.training.robustness import (
+    PhenotypeItem,
     add_incidental_phenotypes,
+    add_phenotype,
+    phenotype_items,
     robustness_report,
-    set_phenotype,
-    vocabulary_term_systems,
 )
 from rare_triage.lib.training.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.train import TrainingOutcome
 from rare_triage_tests.lib.training.conftest import Windows
 
-TERM_SYSTEMS = {"hpo_1": ("sys_a",), "hpo_2": ("sys_a", "sys_b"), "hpo_3": ()}
+ITEMS = [
+    PhenotypeItem("HP:1", ("hpo_1", "sys_a")),
+    PhenotypeItem("HP:2", ("hpo_2", "sys_a", "sys_b")),
+    PhenotypeItem("HP:3", ("hpo_3",)),
+]
 
 
 def _frame() -> pd.DataFrame:
@@ -28,9 +33,9 @@ def _frame() -> pd.DataFrame:
     )
 
 
-def test_set_phenotype_keeps_systems_and_their_count_consistent() -> None:
+def test_adding_a_phenotype_keeps_systems_and_their_count_consistent() -> None:
     frame = _frame()
-    set_phenotype(frame, np.array([True, True, False]), "hpo_2", TERM_SYSTEMS)
+    add_phenotype(frame, np.array([True, True, False]), ITEMS[1])
     assert frame["hpo_2"].tolist()[:2] == [1.0, 1.0]
     assert frame["sys_a"].tolist()[:2] == [1.0, 1.0]
     assert frame["sys_b"].tolist()[:2] == [1.0, 1.0]
@@ -38,42 +43,48 @@ def test_set_phenotype_keeps_systems_and_their_count_consistent() -> None:
 
 
 @pytest.mark.parametrize("k", [1, 2])
-def test_incidental_phenotypes_add_exactly_k_new_terms(k: int) -> None:
+def test_incidental_phenotypes_add_exactly_k_new_ones(k: int) -> None:
     before = _frame()
-    after = add_incidental_phenotypes(before, k, ["hpo_1", "hpo_2", "hpo_3"], TERM_SYSTEMS, seed=3)
-    pool = ["hpo_1", "hpo_2", "hpo_3"]
-    added = (after[pool].to_numpy() == 1.0).sum(axis=1) - (before[pool].to_numpy() == 1.0).sum(axis=1)
+    after = add_incidental_phenotypes(before, k, ITEMS, seed=3)
+    terms = ["hpo_1", "hpo_2", "hpo_3"]
+    added = (after[terms].to_numpy() == 1.0).sum(axis=1) - (before[terms].to_numpy() == 1.0).sum(axis=1)
     assert added.tolist() == [k, k, k]
     assert (after["n_systems_involved"] >= before["n_systems_involved"]).all()
     assert before.equals(_frame())  # the input is left as it was
 
 
+def test_weights_steer_the_draw() -> None:
+    frame = pd.DataFrame({"hpo_1": np.zeros(2000), "hpo_2": np.zeros(2000)})
+    items = [PhenotypeItem("HP:1", ("hpo_1",), weight=9.0), PhenotypeItem("HP:2", ("hpo_2",), weight=1.0)]
+    share = add_incidental_phenotypes(frame, 1, items, seed=0)["hpo_1"].mean()
+    assert share == pytest.approx(0.9, abs=0.03)
+
+
 def test_asking_more_incidental_terms_than_the_pool_is_named() -> None:
     with pytest.raises(ValueError, match="pool has 1"):
-        add_incidental_phenotypes(_frame(), 2, ["hpo_1"], TERM_SYSTEMS)
+        add_incidental_phenotypes(_frame(), 2, ITEMS[:1])
 
 
-def test_term_systems_from_the_ontology_pairs() -> None:
-    pairs = pd.DataFrame({"hpo_id": ["HP:0000001", "HP:0000001", "HP:0000002"], "system_id": ["HP:1", "HP:2", "HP:2"]})
-    mapping = vocabulary_term_systems(pairs, ["hpo_0000001", "hpo_0000002", "sys_1"])
-    assert mapping == {"hpo_0000001": ("sys_1",), "hpo_0000002": ()}
+def test_items_follow_the_ontology_roll_up_and_skip_untouched_terms() -> None:
+    rollup = pd.DataFrame({"hpo_id": ["HP:0000010", "HP:0000010"], "vocab_id": ["HP:0000001", "HP:0000002"]})
+    systems = pd.DataFrame({"hpo_id": ["HP:0000010", "HP:0000011"], "system_id": ["HP:0000707", "HP:0000707"]})
+    columns = ["hpo_0000001", "sys_0000707"]
+    items = phenotype_items(["HP:0000010", "HP:0000011", "HP:0000099"], rollup, systems, columns, [2.0, 1.0, 5.0])
+    assert items == [
+        PhenotypeItem("HP:0000010", ("hpo_0000001", "sys_0000707"), 2.0),
+        PhenotypeItem("HP:0000011", ("sys_0000707",), 1.0),
+    ]
 
 
 def test_robustness_report_has_the_issue_numbers(
     trained: TrainingOutcome, windows: Windows, layout: PhenotypeLayout
 ) -> None:
     columns = trained.feature_columns
-    term_systems = vocabulary_term_systems(layout.term_system, columns)
-    pool = [f"hpo_{h[3:]}" for h in layout.vocabulary.loc[layout.vocabulary.group == "common", "hpo_id"]]
+    common = layout.vocabulary.loc[layout.vocabulary.group == "common", "hpo_id"].tolist()
+    items = phenotype_items(common, layout.term_rollup, layout.term_system, columns)
     y = (windows.test["label"] == "orphan").map({True: 4, False: 0}).to_numpy()
     report = robustness_report(
-        trained.pipeline,
-        windows.test,
-        y,
-        trained.policy,
-        feature_columns=columns,
-        incidental_pool=pool,
-        term_systems=term_systems,
+        trained.pipeline, windows.test, y, trained.policy, feature_columns=columns, incidental_items=items
     )
     for key in (
         "non_orphan_flag_rate",
@@ -82,4 +93,4 @@ def test_robustness_report_has_the_issue_numbers(
         "elderly_multimorbid_flag_rate",
     ):
         assert 0.0 <= report[key] <= 1.0
-    assert report["elderly_multimorbid_n"] > 0
+    assert report["elderly_multimorbid_n"] > 0 and report["incidental_pool_size"] == len(common)

@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -7,6 +8,7 @@ import pytest
 from mlflow import MlflowClient
 
 from rare_triage.lib.training import tracking
+from rare_triage.lib.training.columns import model_inputs
 from rare_triage.lib.training.train import TrainingOutcome
 from rare_triage_tests.lib.training.conftest import Windows
 
@@ -31,13 +33,16 @@ def test_flat_metrics_keep_finite_numbers_only() -> None:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mlflow.create_experiment("t", artifact_location=(folder / "artifacts").as_uri())
-    return uri
+    yield uri
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
 
 
 def test_registering_moves_challenger_and_never_champion(
@@ -56,13 +61,10 @@ def test_registering_moves_challenger_and_never_champion(
         if len(versions) == 1:
             client.set_registered_model_alias("m", tracking.CHAMPION_ALIAS, versions[0])
     assert versions == ["1", "2"]
-    assert client.get_model_version_by_alias("m", tracking.CHALLENGER_ALIAS).version == "2"
-    assert client.get_model_version_by_alias("m", tracking.CHAMPION_ALIAS).version == "1"
+    assert str(client.get_model_version_by_alias("m", tracking.CHALLENGER_ALIAS).version) == "2"
+    assert str(client.get_model_version_by_alias("m", tracking.CHAMPION_ALIAS).version) == "1"
     assert client.get_model_version("m", "2").tags["k"] == "v"
     loaded = mlflow.sklearn.load_model("models:/m@challenger")
-    X = windows.test[trained.feature_columns].iloc[:20]
-    from rare_triage.lib.training.columns import model_inputs
-
     X = model_inputs(windows.test.iloc[:20], trained.feature_columns)
     np.testing.assert_allclose(loaded.predict_proba(X), trained.pipeline.predict_proba(X))
     artifacts = {a.path for a in client.list_artifacts(client.get_model_version("m", "2").run_id)}

@@ -1,0 +1,91 @@
+-- One row per encounter, in input order, after staging.sql. A template: features.py fills the parts in
+-- braces (aggregates and columns generated from the vocabulary, systems and vital codes).
+-- Vocabulary and system flags travel as UBIGINT bit masks (present_<chunk>, absent_<chunk>, 64 columns per
+-- chunk): a handful of bit_or aggregates instead of one filtered aggregate per column.
+WITH vitals_agg AS (
+    SELECT
+        e.eid,
+        {vital_aggregates},
+        max(v.value) FILTER (WHERE c.feature = '{pain_feature}') AS vital_pain_score
+    FROM (
+        SELECT
+            CAST(encounter_key AS VARCHAR) AS encounter_key,
+            CAST(loinc_code AS VARCHAR) AS loinc_code,
+            CAST(value AS DOUBLE) AS value
+        FROM rt_feat_in_vitals
+    ) AS v
+    JOIN rt_feat_vital_codes AS c ON c.loinc_code = v.loinc_code
+    JOIN rt_feat_enc AS e ON e.encounter_key = v.encounter_key
+    GROUP BY e.eid
+),
+
+symptoms_agg AS (
+    SELECT
+        s.eid,
+        max(s.severity) FILTER (WHERE t.is_fever) AS fever_score,
+        max(s.severity) FILTER (WHERE t.is_pain) AS pain_score,
+        max(s.duration_days) AS symptom_duration_days
+    FROM rt_feat_sym AS s
+    LEFT JOIN rt_feat_score_terms AS t ON t.hpo_id = s.hpo_id
+    WHERE s.present
+    GROUP BY s.eid
+),
+
+comorbidities_agg AS (
+    SELECT e.eid, count(DISTINCT CAST(c.icd10_code AS VARCHAR)) AS comorbidity_count
+    FROM rt_feat_in_comorbidities AS c
+    JOIN rt_feat_enc AS e ON e.encounter_key = CAST(c.encounter_key AS VARCHAR)
+    GROUP BY e.eid
+),
+
+vocab_masks AS (
+    SELECT s.eid, {vocab_mask_aggregates}
+    FROM (
+        SELECT sym.eid, t.chunk, t.bit, 1 AS state
+        FROM rt_feat_sym AS sym JOIN rt_feat_present_vocab AS t ON t.hpo_id = sym.hpo_id
+        WHERE sym.present
+        UNION ALL
+        SELECT sym.eid, t.chunk, t.bit, 0 AS state
+        FROM rt_feat_sym AS sym JOIN rt_feat_absent_vocab AS t ON t.hpo_id = sym.hpo_id
+        WHERE NOT sym.present
+    ) AS s
+    GROUP BY s.eid
+),
+
+system_masks AS (
+    SELECT s.eid, {system_mask_aggregates}
+    FROM (
+        SELECT sym.eid, t.chunk, t.bit, 1 AS state
+        FROM rt_feat_sym AS sym JOIN rt_feat_present_system AS t ON t.hpo_id = sym.hpo_id
+        WHERE sym.present
+        UNION ALL
+        SELECT sym.eid, t.chunk, t.bit, 0 AS state
+        FROM rt_feat_sym AS sym JOIN rt_feat_absent_system AS t ON t.hpo_id = sym.hpo_id
+        WHERE NOT sym.present
+    ) AS s
+    GROUP BY s.eid
+),
+
+joined AS (
+    SELECT
+        e.*,
+        va.* EXCLUDE (eid),
+        sa.* EXCLUDE (eid),
+        ca.* EXCLUDE (eid),
+        dg.* EXCLUDE (eid),
+        ac.acuity,
+        {vocab_masks},
+        {system_masks}
+    FROM rt_feat_enc AS e
+    LEFT JOIN vitals_agg AS va ON va.eid = e.eid
+    LEFT JOIN symptoms_agg AS sa ON sa.eid = e.eid
+    LEFT JOIN comorbidities_agg AS ca ON ca.eid = e.eid
+    LEFT JOIN vocab_masks AS vm ON vm.eid = e.eid
+    LEFT JOIN system_masks AS sm ON sm.eid = e.eid
+    LEFT JOIN rt_feat_diag AS dg ON dg.eid = e.eid
+    LEFT JOIN rt_feat_acuity AS ac ON ac.code = dg.primary_icd10
+)
+
+SELECT {select_list}
+FROM joined
+ORDER BY eid

@@ -1,0 +1,43 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from rare_triage.lib import schema
+from rare_triage.lib.ontology import ReferenceTables
+from rare_triage.lib.reference import load_phenopackets
+from rare_triage.lib.training.columns import VITAL_COLUMNS
+from rare_triage.lib.training.external import external_features, external_report
+from rare_triage.lib.training.thresholds import ThresholdPolicy
+
+
+@pytest.fixture(scope="module")
+def encoded(reference_tables: ReferenceTables) -> pd.DataFrame:
+    cases = load_phenopackets().head(120)
+    return external_features(cases, reference_tables)
+
+
+def test_real_cases_go_through_the_feature_sql_with_nothing_but_phenotypes(encoded: pd.DataFrame) -> None:
+    assert len(encoded) == 120
+    assert (encoded[schema.LABEL_COLUMN] == schema.ORPHAN_LABEL).all()
+    assert encoded[list(VITAL_COLUMNS)].isna().all().all()
+    assert encoded[["symptom_duration_days", "prior_visits_365d"]].isna().all().all()
+    systems = [c for c in encoded.columns if c.startswith("sys_")]
+    assert (encoded[systems].fillna(0).sum(axis=1) >= 1).mean() > 0.95
+    assert encoded["cohort"].notna().all()
+
+
+def test_report_shares_overall_and_per_cohort() -> None:
+    features = pd.DataFrame({"cohort": ["A", "A", "B", "B"], "hpo_0001945": [1.0, np.nan, 0.0, 1.0]})
+    proba = np.zeros((4, 5))
+    proba[:, 4] = [0.9, 0.3, 0.1, 0.6]
+    proba[:, 0] = 1 - proba[:, 4]
+    overall, per_cohort = external_report(features, proba, ThresholdPolicy(0.5, 0.2, 0.95, 0.99))
+    assert overall["share_flagged"] == 0.5
+    assert overall["share_flagged_or_review"] == 0.75
+    assert overall["share_without_vocabulary_term"] == 0.5
+    assert per_cohort.set_index("cohort")["share_flagged"].to_dict() == {"A": 0.5, "B": 0.5}
+
+
+def test_missing_case_columns_are_named(reference_tables: ReferenceTables) -> None:
+    with pytest.raises(ValueError, match="cases: missing column"):
+        external_features(pd.DataFrame({"id": ["x"]}), reference_tables)
