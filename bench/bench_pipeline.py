@@ -15,8 +15,11 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 DAY = "2025-03-04"  # a Tuesday in early spring: volume close to the configured mean
 
@@ -26,6 +29,18 @@ def job(name: str) -> "dg.JobDefinition":
     from rare_triage.definitions import build_definitions
 
     return build_definitions().resolve_job_def(name)
+
+
+def watch_children(peaks: dict[int, float], stop: threading.Event) -> None:
+    """Record the peak RSS (MB) of every descendant process, in the order they appear."""
+    me = psutil.Process()
+    while not stop.is_set():
+        for child in me.children(recursive=True):
+            try:
+                peaks[child.pid] = max(peaks.get(child.pid, 0.0), child.memory_info().rss / 2**20)
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.1)
 
 
 def run_one(volume: int) -> dict[str, float]:
@@ -43,11 +58,17 @@ def run_one(volume: int) -> dict[str, float]:
         )
         with dg.DagsterInstance.local_temp(home) as instance:
             dg.execute_job(dg.reconstructable(reference_job), instance=instance, raise_on_error=True)
+            peaks: dict[int, float] = {}
+            stop = threading.Event()
+            watcher = threading.Thread(target=watch_children, args=(peaks, stop), daemon=True)
+            watcher.start()
             started = time.perf_counter()
             result = dg.execute_job(
                 dg.reconstructable(daily_ingest_job), instance=instance, tags={"dagster/partition": DAY}
             )
             seconds = time.perf_counter() - started
+            stop.set()
+            watcher.join()
             if not result.success:
                 raise RuntimeError(f"daily_ingest_job failed for {volume} encounters")
             steps = {
@@ -58,7 +79,15 @@ def run_one(volume: int) -> dict[str, float]:
             raw = instance.get_latest_materialization_event(dg.AssetKey("raw_ehr_extract"))
             encounters = int(raw.asset_materialization.metadata["encounters"].value)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"volume": volume, "encounters": encounters, "seconds": seconds, "peak_rss_mb": peak_mb, "steps": steps}
+    step_peaks = [round(v) for v in peaks.values() if v > 300]  # step processes, in start order
+    return {
+        "volume": volume,
+        "encounters": encounters,
+        "seconds": seconds,
+        "peak_rss_mb": peak_mb,
+        "steps": steps,
+        "step_peaks_mb": step_peaks,
+    }
 
 
 def reference_job() -> "dg.JobDefinition":
@@ -96,6 +125,7 @@ def main() -> int:
         compute = sum(r["steps"].values())
         rate = r["encounters"] / compute
         steps = ", ".join(f"{k}={v:.1f}" for k, v in r["steps"].items())
+        steps += f"; step process peaks MB {r['step_peaks_mb']}"
         print(
             f"{r['encounters']:>11,} {r['seconds']:>8.1f} {compute:>8.1f} {rate:>9,.0f} "
             f"{rate / (base['encounters'] / base_steps):>9.2f} {compute / base_steps:>10.1f} "

@@ -12,6 +12,8 @@
 | RARE_TRIAGE_LANDING_URI | `$RARE_TRIAGE_HOME/landing` | landing zone root (folder or s3://) |
 | RARE_TRIAGE_SEED, _ENCOUNTERS_PER_DAY, _POPULATION_SIZE, _ERROR_RATE | 20250101, 2000, 200000, 0.002 | synthetic |
 | RARE_TRIAGE_DRIFT_SCENARIOS | `[]` | JSON list of {kind, start, params} for the synthetic source |
+| RARE_TRIAGE_MLFLOW_TRACKING_URI | sqlite under `$RARE_TRIAGE_HOME/mlflow` | MLflow tracking (and registry) server |
+| RARE_TRIAGE_BUCKET_URI | `$RARE_TRIAGE_HOME/bucket` | published models: a folder or `s3://bucket/prefix` |
 """
 
 import json
@@ -21,13 +23,15 @@ from typing import Any
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from rare_triage import constants as c
+from rare_triage.deployment.resources import build_deployment_resources
 from rare_triage.governance.resources import PseudonymizationResource
 from rare_triage.ingest.resources import DriftScenarioConfig, LandingZoneEhrSource, SyntheticEhrSource
+from rare_triage.io_managers.duckdb_warehouse import DuckDBWarehouseIOManager
 from rare_triage.io_managers.parquet_lake import ParquetLakeIOManager
 from rare_triage.lib.paths import rare_triage_home
+from rare_triage.training import training_resources
 
 FEATURES_SCHEMA = "features"
 
@@ -78,10 +82,12 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         c.PARQUET_ARROW_INPUT: ParquetLakeIOManager(
             base_uri=lake_uri, load_as_arrow=True, **_s3_credentials(lake_uri, env)
         ),
-        c.DUCKDB_IO_MANAGER: DuckDBPandasIOManager(database=warehouse, schema=FEATURES_SCHEMA),
+        c.DUCKDB_IO_MANAGER: DuckDBWarehouseIOManager(database=warehouse, schema=FEATURES_SCHEMA),
         "duckdb": DuckDBResource(database=warehouse),
         c.EHR_SOURCE: build_ehr_source(env),
         c.PSEUDONYMIZATION: PseudonymizationResource(
             allow_local_default=env.get("RARE_TRIAGE_DEPLOYMENT", "local") == "local"
         ),
+        **training_resources(env),
+        **build_deployment_resources(env),
     }

@@ -9,7 +9,7 @@ import pytest
 from rare_triage.lib import ontology, reference
 from rare_triage.lib.ontology import ReferenceTables, load_or_build_reference_tables
 
-pytest_plugins = ["rare_triage_tests.fixtures_s3"]
+pytest_plugins = ["rare_triage_tests.fixtures_s3", "rare_triage_tests.fixtures_pg"]
 
 REFERENCE_CACHE_ENV = "RARE_TRIAGE_TEST_CACHE"
 

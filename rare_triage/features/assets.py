@@ -4,12 +4,14 @@ import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
+import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from rare_triage import constants as c
 from rare_triage.features.checks import FEATURE_CHECK_SPECS, feature_check_results
 from rare_triage.lib import schema
-from rare_triage.lib.features import build_encounter_features
+from rare_triage.lib.features_chunks import build_features_in_chunks
 from rare_triage.lib.reference import icd10_acuity
 from rare_triage.reference.assets import reference_from_frames
 
@@ -19,11 +21,28 @@ FEATURES_FRESHNESS = dg.FreshnessPolicy.time_window(
 PARTITION_EXPR = "CAST(partition_day AS TIMESTAMP)"
 
 
-def label_shares(features: pd.DataFrame) -> dict[str, float]:
-    """Share of each label, every label listed (0.0 when absent)."""
-    counts = features[schema.LABEL_COLUMN].value_counts()
-    total = max(len(features), 1)
-    return {label: round(float(counts.get(label, 0)) / total, 5) for label in schema.LABELS}
+def feature_summary(features: pa.Table, vocabulary_ids: list[str]) -> dict[str, object]:
+    """Label shares, share of encounters without any vocabulary term, median systems by label (SQL over Arrow)."""
+    any_term = " or ".join(f'"{schema.hpo_feature_name(h)}" = 1' for h in vocabulary_ids)
+    with duckdb.connect() as con:
+        con.register("features", features)
+        rows = con.execute(
+            "select label, count(*), median(n_systems_involved) from features group by label order by label"
+        ).fetchall()
+        without_term = con.execute(f"select avg(case when {any_term} then 0 else 1 end) from features").fetchall()
+    total = max(features.num_rows, 1)
+    counts = {label: n for label, n, _ in rows}
+    return {
+        "label_shares": {label: round(counts.get(label, 0) / total, 5) for label in schema.LABELS},
+        "median_systems_by_label": {label: float(median) for label, _, median in rows},
+        "share_without_vocabulary_term": round(float(without_term[0][0] or 0.0), 4),
+    }
+
+
+class FeaturesConfig(dg.Config):
+    """Large days are built in chunks of about this many encounters, to bound memory."""
+
+    encounters_per_chunk: int = 250_000
 
 
 @dg.asset(
@@ -32,7 +51,7 @@ def label_shares(features: pd.DataFrame) -> dict[str, float]:
     partitions_def=c.DAILY_PARTITIONS,
     io_manager_key=c.DUCKDB_IO_MANAGER,
     ins={
-        "anonymized": dg.AssetIn(c.ANONYMIZED_ENCOUNTERS),
+        "anonymized": dg.AssetIn(c.ANONYMIZED_ENCOUNTERS, input_manager_key=c.PARQUET_ARROW_INPUT),
         "reference": dg.AssetIn(c.HPO_REFERENCE_TABLES),
     },
     metadata={"partition_expr": PARTITION_EXPR},
@@ -49,36 +68,40 @@ def label_shares(features: pd.DataFrame) -> dict[str, float]:
     ),
 )
 def encounter_features(
-    context: dg.AssetExecutionContext, anonymized: dict[str, pd.DataFrame], reference: dict[str, pd.DataFrame]
-) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+    context: dg.AssetExecutionContext,
+    config: FeaturesConfig,
+    anonymized: dict[str, pa.Table],
+    reference: dict[str, pd.DataFrame],
+) -> Iterator[dg.Output[pa.Table] | dg.AssetCheckResult]:
     ref = reference_from_frames(reference)
     vocabulary_ids = ref.vocabulary["hpo_id"].tolist()
     system_ids = ref.systems["system_id"].tolist()
-    features = build_encounter_features(
+    features = build_features_in_chunks(
         anonymized,
+        encounters_per_chunk=config.encounters_per_chunk,
         term_rollup=ref.term_rollup,
         term_system=ref.term_system,
         vocab_ancestors=ref.vocab_ancestors,
         vocabulary_ids=vocabulary_ids,
         system_ids=system_ids,
         icd10_acuity=icd10_acuity(),
+        pain_terms=ref.pain_terms["hpo_id"].tolist(),
     )
-    encounters_in = len(anonymized[schema.ANON_ENCOUNTERS])
-    if len(features) != encounters_in:
-        raise ValueError(f"encounter_features: {len(features)} rows for {encounters_in} anonymized encounters")
-    vocab_cols = [schema.hpo_feature_name(h) for h in vocabulary_ids]
-    no_vocab_term = float((features[vocab_cols].fillna(0).sum(axis=1) == 0).mean()) if len(features) else 0.0
-    systems_by_label = features.groupby(schema.LABEL_COLUMN)["n_systems_involved"].median().round(2).to_dict()
-    context.log.info("features for %s: %d encounters", context.partition_key, len(features))
+    encounters_in = anonymized[schema.ANON_ENCOUNTERS].num_rows
+    if features.num_rows != encounters_in:
+        raise ValueError(f"encounter_features: {features.num_rows} rows for {encounters_in} anonymized encounters")
+    summary = feature_summary(features, vocabulary_ids)
+    context.log.info("features for %s: %d encounters", context.partition_key, features.num_rows)
     yield dg.Output(
         features,
         metadata={
-            "encounters": len(features),
-            "columns": len(features.columns),
-            "label_shares": dg.MetadataValue.json(label_shares(features)),
-            "share_without_vocabulary_term": round(no_vocab_term, 4),
-            "median_systems_by_label": dg.MetadataValue.json({k: float(v) for k, v in systems_by_label.items()}),
-            "dagster/row_count": len(features),
+            "encounters": features.num_rows,
+            "columns": features.num_columns,
+            "label_shares": dg.MetadataValue.json(summary["label_shares"]),
+            "share_without_vocabulary_term": summary["share_without_vocabulary_term"],
+            "median_systems_by_label": dg.MetadataValue.json(summary["median_systems_by_label"]),
+            "dagster/row_count": features.num_rows,
         },
     )
-    yield from feature_check_results(features, vocabulary_ids, system_ids)
+    orphan_share = summary["label_shares"][schema.ORPHAN_LABEL]
+    yield from feature_check_results(features, vocabulary_ids, system_ids, orphan_share)

@@ -1,8 +1,8 @@
-"""Checks of the encounter features, evaluated in the materializing step on the rows it just built."""
+"""Checks of the encounter features, evaluated in the materializing step on the rows it just built (SQL over Arrow)."""
 
 import dagster as dg
-import numpy as np
-import pandas as pd
+import duckdb
+import pyarrow as pa
 
 from rare_triage import constants as c
 from rare_triage.lib import schema
@@ -30,36 +30,45 @@ FEATURE_CHECK_SPECS = [
 ]
 
 
-def features_problems(features: pd.DataFrame, vocabulary_ids: list[str], system_ids: list[str]) -> list[str]:
+def _count(con: duckdb.DuckDBPyConnection, where: str) -> int:
+    return int(con.execute(f"select count(*) from features where {where}").fetchall()[0][0])
+
+
+def features_problems(features: pa.Table, vocabulary_ids: list[str], system_ids: list[str]) -> list[str]:
     """Contract violations of one features partition."""
-    problems = []
     expected = features_table_columns(vocabulary_ids, system_ids)
-    if list(features.columns) != expected:
-        missing = [col for col in expected if col not in features.columns]
-        extra = [col for col in features.columns if col not in expected]
-        problems.append(f"columns: missing {missing}, extra {extra} (or out of order)")
-        return problems
-    if features["encounter_key"].duplicated().any():
-        problems.append(f"encounter_key: {int(features['encounter_key'].duplicated().sum())} duplicates")
-    unknown = sorted(set(features[schema.LABEL_COLUMN].dropna()) - set(schema.LABELS))
-    if unknown or features[schema.LABEL_COLUMN].isna().any():
-        problems.append(f"label: unknown values {unknown} or nulls")
-    phenotype = features[vocabulary_feature_columns(vocabulary_ids) + system_feature_columns(system_ids)]
-    bad = ~(phenotype.isna() | phenotype.isin([0, 1]))
-    if bad.to_numpy().any():
-        problems.append(f"phenotype columns outside {{0, 1, null}}: {list(phenotype.columns[bad.any()])}")
-    systems_present = (features[system_feature_columns(system_ids)] == 1).sum(axis=1)
-    if not np.array_equal(systems_present.to_numpy(), features["n_systems_involved"].to_numpy()):
-        problems.append("n_systems_involved: differs from the number of system columns equal to 1")
+    if features.column_names != expected:
+        missing = [col for col in expected if col not in features.column_names]
+        extra = [col for col in features.column_names if col not in expected]
+        return [f"columns: missing {missing}, extra {extra} (or out of order)"]
+    problems = []
+    systems = system_feature_columns(system_ids)
+    phenotype = vocabulary_feature_columns(vocabulary_ids) + systems
+    labels = ", ".join(f"'{label}'" for label in schema.LABELS)
+    with duckdb.connect() as con:
+        con.register("features", features)
+        duplicates = features.num_rows - int(
+            con.execute("select count(distinct encounter_key) from features").fetchall()[0][0]
+        )
+        if duplicates:
+            problems.append(f"encounter_key: {duplicates} duplicates or nulls")
+        bad_labels = _count(con, f"label is null or label not in ({labels})")
+        if bad_labels:
+            problems.append(f"label: {bad_labels} rows with an unknown or null label")
+        outside = [col for col in phenotype if _count(con, f'"{col}" is not null and "{col}" not in (0, 1)')]
+        if outside:
+            problems.append(f"phenotype columns outside {{0, 1, null}}: {outside}")
+        present = " + ".join(f'coalesce("{col}" = 1, false)::int' for col in systems)
+        if _count(con, f"n_systems_involved is distinct from ({present})"):
+            problems.append("n_systems_involved: differs from the number of system columns equal to 1")
     return problems
 
 
 def feature_check_results(
-    features: pd.DataFrame, vocabulary_ids: list[str], system_ids: list[str]
+    features: pa.Table, vocabulary_ids: list[str], system_ids: list[str], orphan_share: float
 ) -> list[dg.AssetCheckResult]:
     """Every features check on the step's own output."""
     problems = features_problems(features, vocabulary_ids, system_ids)
-    orphan_share = float((features[schema.LABEL_COLUMN] == schema.ORPHAN_LABEL).mean()) if len(features) else 0.0
     return [
         dg.AssetCheckResult(
             check_name=FEATURES_SCHEMA, passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)}

@@ -87,8 +87,12 @@ def build_encounter_features(
     pain_terms: Collection[str] = (),
     fever_terms: Collection[str] = (),
     connection: duckdb.DuckDBPyConnection | None = None,
-) -> pd.DataFrame:
-    """One row per encounter with `features_table_columns(vocabulary_ids, system_ids)` (see module doc)."""
+    as_arrow: bool = False,
+) -> pd.DataFrame | pa.Table:
+    """One row per encounter with `features_table_columns(vocabulary_ids, system_ids)` (see module doc).
+
+    `as_arrow` returns a pyarrow Table instead (compact strings, no pandas copy) for large partitions.
+    """
     vocab = _checked_ids(vocabulary_ids, "vocabulary_ids")
     systems = _checked_ids(system_ids, "system_ids")
     inputs = _checked_inputs(anon, term_rollup=term_rollup, term_system=term_system, vocab_ancestors=vocab_ancestors)
@@ -100,7 +104,8 @@ def build_encounter_features(
         for statement in _staging_sql():
             con.execute(statement)
         _raise_on_bad_rows(con)
-        return con.execute(_features_sql(vocab, systems)).df()
+        result = con.execute(_features_sql(vocab, systems))
+        return result.to_arrow_table() if as_arrow else result.df()
     finally:
         con.close()
 

@@ -142,16 +142,17 @@ def govern_in_buckets(
     return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_report)
 
 
-def _output_string_values(anonymized: Mapping[str, pd.DataFrame]) -> pa.Array:
+def _output_string_values(anonymized: Mapping[str, pd.DataFrame]) -> pa.ChunkedArray:
     """Distinct string cells of every anonymized table except the partition day (deliberately kept)."""
-    arrays = [
-        pa.array(pd.unique(frame[column].dropna()).astype(str))
-        for frame in anonymized.values()
-        for column in frame.columns
-        if column != "partition_day"
-        and (frame[column].dtype == object or isinstance(frame[column].dtype, pd.StringDtype))
-    ]
-    return pc.unique(pa.concat_arrays(arrays)) if arrays else pa.array([], pa.string())
+    chunks: list[pa.Array] = []
+    for frame in anonymized.values():
+        for column in frame.columns:
+            values = frame[column]
+            if column == "partition_day" or not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+                continue
+            array = pa.array(pd.unique(values.dropna()).astype(str), type=pa.large_string())
+            chunks.extend(array.chunks if isinstance(array, pa.ChunkedArray) else [array])
+    return pc.unique(pa.chunked_array(chunks, type=pa.large_string()))
 
 
 def assert_no_identifier_values_across(anonymized: Mapping[str, pd.DataFrame], raw: Mapping[str, pa.Table]) -> None:
@@ -162,7 +163,6 @@ def assert_no_identifier_values_across(anonymized: Mapping[str, pd.DataFrame], r
             values = raw[table][column]
             if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
                 values = pc.strftime(pc.cast(values, pa.timestamp("s")), format="%Y-%m-%d")
-            else:
-                values = pc.cast(values, pa.string())
+            values = pc.cast(values, pa.large_string())
             if pc.any(pc.is_in(values, value_set=output)).as_py():
                 raise IdentifierLeakError(f"raw identifier values of {table}.{column} appear verbatim in the output")

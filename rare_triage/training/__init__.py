@@ -3,8 +3,10 @@
 from collections.abc import Mapping
 from typing import Any
 
+import dagster as dg
+
 from rare_triage import constants as c
-from rare_triage.training.assets import external_validation, model_evaluation, training_set, triage_model
+from rare_triage.training.assets import training_set, triage_model
 from rare_triage.training.checks import (
     behaviour_gate,
     external_validation_gate,
@@ -12,9 +14,14 @@ from rare_triage.training.checks import (
     orphan_recall_gate,
     subgroup_recall_gate,
 )
+from rare_triage.training.evaluation_assets import external_validation, model_evaluation
 from rare_triage.training.resources import MlflowTracking
 
 TRAINING_ASSETS = [training_set, triage_model, model_evaluation, external_validation]
+TRAINING_JOB_NAME = "training_job"
+# the training group with its gates; hpo_reference_tables and encounter_features are read, not rebuilt
+training_job = dg.define_asset_job(TRAINING_JOB_NAME, selection=dg.AssetSelection.groups(c.GROUP_TRAINING))
+TRAINING_JOBS = [training_job]
 TRAINING_CHECKS = [
     orphan_recall_gate,
     orphan_pr_auc_gate,
@@ -40,4 +47,10 @@ def training_resources(environ: Mapping[str, str]) -> dict[str, Any]:
 
 TRAINING_RESOURCES_LOCAL = {c.MLFLOW: MlflowTracking()}
 
-__all__ = ["TRAINING_ASSETS", "TRAINING_CHECKS", "TRAINING_RESOURCES_LOCAL", "training_resources"]
+__all__ = [
+    "TRAINING_ASSETS",
+    "TRAINING_CHECKS",
+    "TRAINING_JOBS",
+    "TRAINING_RESOURCES_LOCAL",
+    "training_resources",
+]

@@ -16,8 +16,7 @@ from rare_triage.lib.training.evaluate import ModelEvaluation
 from rare_triage.lib.training.external import ExternalValidation
 from rare_triage.lib.training.model import TriageModel
 from rare_triage.lib.training.windows import TrainingSet
-from rare_triage.training import TRAINING_ASSETS, TRAINING_CHECKS
-from rare_triage.training import assets as training_assets
+from rare_triage.training import TRAINING_ASSETS, TRAINING_CHECKS, evaluation_assets
 from rare_triage_tests.training.conftest import SMALL_RUN_CONFIG, mlflow_resource, reference_stub, resources
 
 ALL_CHECKS = {
@@ -206,7 +205,7 @@ def test_a_failing_asset_leaves_its_mlflow_run_failed(
     def broken(*_args: object, **_kwargs: object) -> ModelEvaluation:
         raise RuntimeError("evaluation broke on purpose")
 
-    monkeypatch.setattr(training_assets, "evaluate_model", broken)
+    monkeypatch.setattr(evaluation_assets, "evaluate_model", broken)
     result = _rerun(materialized, [c.MODEL_EVALUATION], {"ops": {}})
     assert not result.success
     client = materialized.client()

@@ -6,7 +6,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from rare_triage import constants as c
-from rare_triage.training import TRAINING_ASSETS, TRAINING_CHECKS
+from rare_triage.training import TRAINING_ASSETS, TRAINING_CHECKS, TRAINING_JOB_NAME, TRAINING_JOBS
 from rare_triage_tests.training.conftest import mlflow_resource
 
 UPSTREAM = [dg.AssetSpec(c.HPO_REFERENCE_TABLES), dg.AssetSpec(c.ENCOUNTER_FEATURES, partitions_def=c.DAILY_PARTITIONS)]
@@ -16,6 +16,7 @@ def _defs(tmp_path: Path) -> dg.Definitions:
     return dg.Definitions(
         assets=[*UPSTREAM, *TRAINING_ASSETS],
         asset_checks=TRAINING_CHECKS,
+        jobs=TRAINING_JOBS,
         resources={"duckdb": DuckDBResource(database=str(tmp_path / "w.duckdb")), c.MLFLOW: mlflow_resource(tmp_path)},
     )
 
@@ -43,4 +44,19 @@ def test_asset_and_check_snapshot(tmp_path: Path) -> None:
         c.TRIAGE_MODEL,
         c.MODEL_EVALUATION,
         c.HPO_REFERENCE_TABLES,
+    }
+
+
+def test_training_job_runs_the_training_group_with_its_gates(tmp_path: Path) -> None:
+    job = _defs(tmp_path).resolve_job_def(TRAINING_JOB_NAME)
+    assert {node.name for node in job.graph.nodes} == {
+        "training_set",
+        "triage_model",
+        "model_evaluation",
+        "external_validation",
+        "model_evaluation_orphan_recall_gate",
+        "model_evaluation_orphan_pr_auc_gate",
+        "model_evaluation_subgroup_recall_gate",
+        "model_evaluation_behaviour_gate",
+        "external_validation_external_validation_gate",
     }

@@ -103,15 +103,20 @@ def log_pipeline(pipeline: Any, name: str = "model") -> Any:
 
 
 def register_challenger(
-    client: MlflowClient, model_uri: str, registered_model_name: str, run_id: str, tags: Mapping[str, str]
+    client: MlflowClient, model_info: Any, registered_model_name: str, run_id: str, tags: Mapping[str, str]
 ) -> str:
-    """Register `model_uri` as a new version and point the `challenger` alias at it; `champion` is untouched."""
+    """Register a logged model (the ModelInfo of `log_pipeline`) as a new version and point the `challenger`
+    alias at it; `champion` is never touched."""
     try:
         client.get_registered_model(registered_model_name)
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(registered_model_name, description="rare-triage encounter triage model")
     version = client.create_model_version(
-        registered_model_name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+        registered_model_name,
+        source=model_info.model_uri,
+        run_id=run_id,
+        tags={k: str(v) for k, v in tags.items()},
+        model_id=getattr(model_info, "model_id", None),  # a tracking server needs it for models:/<id> sources
     )
     client.set_registered_model_alias(registered_model_name, CHALLENGER_ALIAS, version.version)
     return str(version.version)

@@ -57,7 +57,7 @@ def test_registering_moves_challenger_and_never_champion(
             tracking.log_png(b"\x89PNG fake", "plot.png")
             tracking.log_table(trained.cv_table(), "cv.csv")
             info = tracking.log_pipeline(trained.pipeline)
-            versions.append(tracking.register_challenger(client, info.model_uri, "m", run.info.run_id, {"k": "v"}))
+            versions.append(tracking.register_challenger(client, info, "m", run.info.run_id, {"k": "v"}))
         if len(versions) == 1:
             client.set_registered_model_alias("m", tracking.CHAMPION_ALIAS, versions[0])
     assert versions == ["1", "2"]
