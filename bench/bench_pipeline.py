@@ -1,8 +1,9 @@
 """Throughput and peak memory of generate -> anonymize -> features through the real Dagster assets.
 
 Each volume runs in its own process (one daily partition of N encounters, local lake, DuckDB warehouse) with the
-multiprocess executor of real runs, one process per step: peak RSS is that of the largest step process. Figures are printed as ratios against the smallest volume measured in the same
-run; targets: 1,000,000 encounters under 600 s with peak RSS under 4 GB, time(1M) / time(100k) <= 12.
+multiprocess executor of real runs, one process per step: peak RSS is that of the largest step process. Figures
+are printed as ratios against the smallest volume measured in the same run. Targets: 1,000,000 encounters under
+600 s with peak RSS under 4 GB; time(1M) / time(100k) <= 12.
 
     .venv/bin/python bench/bench_pipeline.py                       # 10k, 100k, 1M
     .venv/bin/python bench/bench_pipeline.py --volumes 10000 100000
@@ -17,16 +18,16 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
+import dagster as dg
 import psutil
 
 DAY = "2025-03-04"  # a Tuesday in early spring: volume close to the configured mean
 
 
-def job(name: str) -> "dg.JobDefinition":
+def job(name: str) -> dg.JobDefinition:
     """A job of the code location, rebuilt in each step process (the multiprocess executor of real runs)."""
-    from rare_triage.definitions import build_definitions
+    from rare_triage.definitions import build_definitions  # noqa: PLC0415 - after the environment is set
 
     return build_definitions().resolve_job_def(name)
 
@@ -45,8 +46,6 @@ def watch_children(peaks: dict[int, float], stop: threading.Event) -> None:
 
 def run_one(volume: int) -> dict[str, float]:
     """Materialize one partition of `volume` encounters as a real run does: one process per step."""
-    import dagster as dg
-
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(
             {
@@ -90,11 +89,11 @@ def run_one(volume: int) -> dict[str, float]:
     }
 
 
-def reference_job() -> "dg.JobDefinition":
+def reference_job() -> dg.JobDefinition:
     return job("reference_job")
 
 
-def daily_ingest_job() -> "dg.JobDefinition":
+def daily_ingest_job() -> dg.JobDefinition:
     return job("daily_ingest_job")
 
 

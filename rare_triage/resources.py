@@ -34,6 +34,8 @@ from rare_triage.lib.paths import rare_triage_home
 from rare_triage.training import training_resources
 
 FEATURES_SCHEMA = "features"
+# DuckDB takes 80% of the machine by default; a bound keeps a day's write beside the step's own data.
+WAREHOUSE_CONNECTION = {"memory_limit": "1GB"}
 
 
 def _s3_credentials(uri: str, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -82,7 +84,9 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         c.PARQUET_ARROW_INPUT: ParquetLakeIOManager(
             base_uri=lake_uri, load_as_arrow=True, **_s3_credentials(lake_uri, env)
         ),
-        c.DUCKDB_IO_MANAGER: DuckDBWarehouseIOManager(database=warehouse, schema=FEATURES_SCHEMA),
+        c.DUCKDB_IO_MANAGER: DuckDBWarehouseIOManager(
+            database=warehouse, schema=FEATURES_SCHEMA, connection_config=WAREHOUSE_CONNECTION
+        ),
         "duckdb": DuckDBResource(database=warehouse),
         c.EHR_SOURCE: build_ehr_source(env),
         c.PSEUDONYMIZATION: PseudonymizationResource(

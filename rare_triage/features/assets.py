@@ -42,7 +42,8 @@ def feature_summary(features: pa.Table, vocabulary_ids: list[str]) -> dict[str, 
 class FeaturesConfig(dg.Config):
     """Large days are built in chunks of about this many encounters, to bound memory."""
 
-    encounters_per_chunk: int = 250_000
+    encounters_per_chunk: int = 100_000
+    duckdb_memory_limit: str = "1GB"
 
 
 @dg.asset(
@@ -76,18 +77,21 @@ def encounter_features(
     ref = reference_from_frames(reference)
     vocabulary_ids = ref.vocabulary["hpo_id"].tolist()
     system_ids = ref.systems["system_id"].tolist()
-    features = build_features_in_chunks(
-        anonymized,
-        encounters_per_chunk=config.encounters_per_chunk,
-        term_rollup=ref.term_rollup,
-        term_system=ref.term_system,
-        vocab_ancestors=ref.vocab_ancestors,
-        vocabulary_ids=vocabulary_ids,
-        system_ids=system_ids,
-        icd10_acuity=icd10_acuity(),
-        pain_terms=ref.pain_terms["hpo_id"].tolist(),
-    )
+    with duckdb.connect(config={"memory_limit": config.duckdb_memory_limit}) as connection:
+        features = build_features_in_chunks(
+            anonymized,
+            encounters_per_chunk=config.encounters_per_chunk,
+            connection=connection,
+            term_rollup=ref.term_rollup,
+            term_system=ref.term_system,
+            vocab_ancestors=ref.vocab_ancestors,
+            vocabulary_ids=vocabulary_ids,
+            system_ids=system_ids,
+            icd10_acuity=icd10_acuity(),
+            pain_terms=ref.pain_terms["hpo_id"].tolist(),
+        )
     encounters_in = anonymized[schema.ANON_ENCOUNTERS].num_rows
+    anonymized.clear()  # the inputs are no longer needed: free them before the checks and the write
     if features.num_rows != encounters_in:
         raise ValueError(f"encounter_features: {features.num_rows} rows for {encounters_in} anonymized encounters")
     summary = feature_summary(features, vocabulary_ids)

@@ -104,8 +104,9 @@ def build_encounter_features(
         for statement in _staging_sql():
             con.execute(statement)
         _raise_on_bad_rows(con)
-        result = con.execute(_features_sql(vocab, systems))
-        return result.to_arrow_table() if as_arrow else result.df()
+        if as_arrow:
+            return con.sql(_features_sql(vocab, systems)).to_arrow_table()
+        return con.execute(_features_sql(vocab, systems)).df()
     finally:
         con.close()
 

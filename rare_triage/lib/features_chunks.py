@@ -11,6 +11,16 @@ from rare_triage.lib import schema
 from rare_triage.lib.features import build_encounter_features
 
 CHILD_TABLES = (schema.ANON_VITALS, schema.ANON_SYMPTOMS, schema.ANON_DIAGNOSES, schema.ANON_COMORBIDITIES)
+PHENOTYPE_PREFIXES = ("hpo_", "sys_")
+
+
+def compact_phenotype_flags(table: pa.Table) -> pa.Table:
+    """Phenotype flags (0, 1 or null) as float32: exact for these values, half the memory of float64."""
+    columns = [
+        pc.cast(column, pa.float32()) if name.startswith(PHENOTYPE_PREFIXES) else column
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    ]
+    return pa.table(columns, names=table.column_names)
 
 
 def build_features_in_chunks(
@@ -18,7 +28,8 @@ def build_features_in_chunks(
 ) -> pa.Table:
     """`build_encounter_features` as Arrow over consecutive chunks of encounters with their child rows.
 
-    Same rows in the same order as one pass; the chunks are concatenated without copying.
+    Same rows in the same order as one pass; the chunks are concatenated without copying. Phenotype flags are
+    float32 (`compact_phenotype_flags`).
     """
     if encounters_per_chunk < 1:
         raise ValueError(f"encounters_per_chunk: {encounters_per_chunk} must be at least 1")
@@ -31,5 +42,5 @@ def build_features_in_chunks(
         chunk = {schema.ANON_ENCOUNTERS: chunk_encounters}
         for table in CHILD_TABLES:
             chunk[table] = anon[table].filter(pc.is_in(anon[table]["encounter_key"], value_set=keys))
-        parts.append(build_encounter_features(chunk, as_arrow=True, **build_kwargs))
+        parts.append(compact_phenotype_flags(build_encounter_features(chunk, as_arrow=True, **build_kwargs)))
     return pa.concat_tables(parts)

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rare_triage import constants as c
+from rare_triage.ingest.resources import SyntheticEhrSource
 from rare_triage.lib import schema
 from rare_triage.lib.anonymize import IdentifierLeakError
 from rare_triage.resources import build_resources
@@ -130,8 +131,6 @@ class LeakySource(dg.ConfigurableResource):
     """A source whose medical record numbers equal the centre codes, so an identifier value reaches the output."""
 
     def read_day(self, day, reference):  # type: ignore[no-untyped-def]
-        from rare_triage.ingest.resources import SyntheticEhrSource
-
         tables = SyntheticEhrSource(encounters_per_day=200, population_size=5000, error_rate=0.0).read_day(
             day, reference
         )

@@ -23,6 +23,23 @@ def oversampling_targets(y: np.ndarray, ratio: float) -> dict[int, int]:
     return {int(c): max(int(n), goal) for c, n in zip(classes, counts, strict=True)}
 
 
+class BinarySnappingSMOTE(SMOTE):
+    """SMOTE whose synthetic rows keep 0/1 columns (one-hot categoricals, phenotype flags) at 0 or 1.
+
+    Plain SMOTE interpolates them to fractions (a 0.37 "female"), which means nothing and, measured here,
+    made XGBoost six times slower to fit (hundreds of histogram bins instead of two per column).
+    """
+
+    def _fit_resample(self, X: Any, y: Any) -> tuple[Any, Any]:
+        X_res, y_res = super()._fit_resample(X, y)
+        values = np.asarray(X)
+        binary = ((values == 0.0) | (values == 1.0)).all(axis=0)
+        if binary.any() and len(X_res) > len(values):
+            X_res = np.array(X_res, dtype=np.float64, copy=True)
+            X_res[len(values) :, binary] = np.round(X_res[len(values) :, binary])
+        return X_res, y_res
+
+
 def make_sampler(strategy: str, ratio: float, seed: int, smallest_class: int) -> Any:
     """The imbalanced-learn sampler of a strategy (None for class_weight / none)."""
     if not 0.0 < ratio <= 1.0:
@@ -33,7 +50,7 @@ def make_sampler(strategy: str, ratio: float, seed: int, smallest_class: int) ->
     if strategy == "smote":
         if smallest_class < 2:
             raise ValueError(f"smote: the smallest class has {smallest_class} row(s); SMOTE needs at least 2")
-        return SMOTE(sampling_strategy=targets, k_neighbors=min(5, smallest_class - 1), random_state=seed)
+        return BinarySnappingSMOTE(sampling_strategy=targets, k_neighbors=min(5, smallest_class - 1), random_state=seed)
     if strategy in ("class_weight", "none"):
         return None
     raise ValueError(f"imbalance: {strategy!r} is not one of {list(IMBALANCE_STRATEGIES)}")

@@ -143,3 +143,14 @@ def test_servable_candidates_export_to_onnx_with_parity(windows: Windows, name: 
     exported = export_trained_model(_bundle(pipeline, columns, test))
     report = parity_report(pipeline, exported.onnx_bytes, model_inputs(test, columns))
     assert report["passed"], report
+
+
+def test_smote_keeps_binary_columns_binary(windows: Windows) -> None:
+    X, y, columns = _data(windows.train)
+    pipeline = build_pipeline(CandidateSpec("xgboost", "smote"), feature_roles(columns), SMALL_PARAMS, y)
+    Xt = pipeline.named_steps["preprocess"].fit_transform(X)
+    X_res, y_res = pipeline.named_steps["sampler"].fit_resample(Xt, y)
+    binary = ((Xt == 0.0) | (Xt == 1.0)).all(axis=0)
+    assert len(y_res) > len(y) and binary.sum() > 50
+    assert np.isin(X_res[len(y) :, binary], [0.0, 1.0]).all()
+    assert not np.isin(X_res[len(y) :, ~binary], [0.0, 1.0]).all()  # continuous columns are still interpolated
