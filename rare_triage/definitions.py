@@ -9,7 +9,7 @@ from rare_triage.ingest.assets import raw_ehr_extract
 from rare_triage.ingest.jobs import daily_ingest_job, daily_ingest_schedule, landing_zone_sensor, reference_job
 from rare_triage.reference.assets import hpo_reference_tables
 from rare_triage.resources import build_resources
-from rare_triage.training import TRAINING_ASSETS, TRAINING_CHECKS
+from rare_triage.training import TRAINING_ASSETS, TRAINING_CHECKS, TRAINING_JOBS
 from rare_triage.training_jobs import train_and_publish_job
 
 
@@ -25,7 +25,7 @@ def build_definitions() -> dg.Definitions:
             *DEPLOYMENT_ASSETS,
         ],
         asset_checks=[*TRAINING_CHECKS, *DEPLOYMENT_CHECKS],
-        jobs=[reference_job, daily_ingest_job, train_and_publish_job, *DEPLOYMENT_JOBS],
+        jobs=[reference_job, daily_ingest_job, *TRAINING_JOBS, train_and_publish_job, *DEPLOYMENT_JOBS],
         schedules=[daily_ingest_schedule],
         sensors=[landing_zone_sensor],
         resources=build_resources(),

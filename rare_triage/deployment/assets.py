@@ -32,6 +32,8 @@ def _timing_matrix(model: TrainedModel, exported: ExportedModel) -> np.ndarray:
     key=c.ONNX_MODEL,
     group_name=c.GROUP_DEPLOYMENT,
     ins={"triage_model": dg.AssetIn(key=c.TRIAGE_MODEL)},
+    # the training gates are blocking checks on these two: a model that fails one is not even exported
+    deps=[c.MODEL_EVALUATION, c.EXTERNAL_VALIDATION],
     description="The whole chosen pipeline (preprocessing + classifier) as ONNX: one float32 input "
     "`features` [N, F], output `probabilities` [N, classes]. Parity with the native model is a blocking check.",
 )

@@ -15,7 +15,12 @@ from rare_triage.lib.training.ablation import run_ablation, shortcut_warning
 from rare_triage.lib.training.candidates import CandidateSpec, ModelParams
 from rare_triage.lib.training.columns import model_inputs
 from rare_triage.lib.training.evaluate import ModelEvaluation, evaluate_model, headline_table
-from rare_triage.lib.training.external import ExternalValidation, external_features, external_report
+from rare_triage.lib.training.external import (
+    ExternalValidation,
+    external_features,
+    external_report,
+    operating_points,
+)
 from rare_triage.lib.training.model import TriageModel
 from rare_triage.lib.training.plots import calibration_png, confusion_png, markdown_image, pr_curves_png
 from rare_triage.lib.training.report import json_safe, markdown_table, metric_value
@@ -188,6 +193,13 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
                 max_rows=config.ablation_max_rows,
                 log=context.log.info,
             )
+        points = operating_points(
+            triage_model.pipeline,
+            list(triage_model.feature_columns),
+            validation=training_set.validation,
+            test=training_set.test,
+            external=features,
+        )
         result = ExternalValidation(
             n_cases=int(overall["n_cases"]),
             share_flagged=overall["share_flagged"],
@@ -198,12 +210,17 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
             test_non_orphan_flag_rate=float(model_evaluation.metrics["non_orphan_flag_rate"]),
             per_cohort=per_cohort,
             ablation=ablation,
+            operating_points=points,
             mlflow_run_id=run.info.run_id,
             mlflow_model_version=triage_model.mlflow_model_version,
         )
         tracking.log_params({"n_cases": result.n_cases, "ablation": config.ablation})
         tracking.log_metrics(result.metrics())
         tracking.log_table(per_cohort, "external_per_cohort.csv")
+        tracking.log_table(points, "operating_points.csv")
+        for row in points.to_dict(orient="records"):
+            rate = row.pop("target_non_orphan_flag_rate")
+            tracking.log_metrics(row, f"at_flag_rate_{rate:g}.")
         if not ablation.empty:
             tracking.log_table(ablation, "feature_ablation.csv")
             for row in ablation.to_dict(orient="records"):
@@ -228,6 +245,7 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
             "n_cases": result.n_cases,
             "n_cohorts": len(per_cohort),
             "summary": dg.MetadataValue.json(json_safe(result.metrics())),
+            "operating_points": dg.MetadataValue.md(markdown_table(points)),
             "per_cohort": dg.MetadataValue.md(markdown_table(per_cohort)),
             "feature_ablation": dg.MetadataValue.md(markdown_table(ablation) if not ablation.empty else "not run"),
             "shortcut_warning": warning or "none",

@@ -1,11 +1,13 @@
 """A DuckDB warehouse holding synthetic encounter features, the real HPO reference tables as a stub asset, and
 an MLflow sqlite store, all in temporary folders."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
+import mlflow
 import pandas as pd
 import pytest
 from dagster_duckdb import DuckDBResource
@@ -18,6 +20,15 @@ from rare_triage.training.resources import MlflowTracking
 
 FEATURE_DAYS = 12
 START_DAY = "2025-03-01"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def restore_mlflow_uris() -> Iterator[None]:
+    """The resource points the mlflow module at its store (process-global): give other tests theirs back."""
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    yield
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
 
 
 @pytest.fixture(scope="session")

@@ -138,6 +138,7 @@ def test_evaluation_and_external_validation_are_logged_as_child_runs(materialize
     assert external.n_cases == 300 and 0.0 <= external.share_flagged <= 1.0
     assert external.test_non_orphan_flag_rate == evaluation.metrics["non_orphan_flag_rate"]
     assert list(external.ablation["feature_set"]) == ["vocabulary_age_sex", "vocabulary_systems_age_sex"]
+    assert external.operating_points["target_non_orphan_flag_rate"].tolist() == [0.05, 0.02]
     client = materialized.client()
     for run_id in (evaluation.mlflow_run_id, external.mlflow_run_id):
         run = client.get_run(run_id)

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rare_triage.lib import schema
 from rare_triage.lib.features import build_encounter_features, encode_phenotype_cases
 from rare_triage.lib.ontology import ReferenceTables
 from rare_triage.lib.reference import icd10_acuity
-from rare_triage.lib.training.columns import ORPHAN_INDEX, vocabulary_columns
+from rare_triage.lib.training.columns import ORPHAN_INDEX, model_inputs, vocabulary_columns
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, in_review_band
 
 CASE_COLUMNS = ("id", "cohort", "sex", "age_years", "observed", "excluded")
@@ -51,6 +52,7 @@ class ExternalValidation:
     test_non_orphan_flag_rate: float
     per_cohort: pd.DataFrame = field(repr=False)
     ablation: pd.DataFrame = field(repr=False)
+    operating_points: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     mlflow_run_id: str | None = None
     mlflow_model_version: str | None = None
 
@@ -97,3 +99,48 @@ def external_report(
 def share_flagged(pipeline: Any, features: pd.DataFrame, columns: list[str], policy: ThresholdPolicy) -> float:
     """Share of rows flagged orphan by a pipeline at a policy."""
     return float(flag_orphan(pipeline.predict_proba(features[columns]), policy).mean())
+
+
+OPERATING_POINT_COLUMNS = (
+    "target_non_orphan_flag_rate",
+    "threshold",
+    "validation_orphan_recall",
+    "test_orphan_recall",
+    "test_non_orphan_flag_rate",
+    "external_share_flagged",
+)
+
+
+def operating_points(
+    pipeline: Any,
+    columns: list[str],
+    *,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    external: pd.DataFrame,
+    flag_rates: tuple[float, ...] = (0.05, 0.02),
+) -> pd.DataFrame:
+    """What the model would do at thresholds set on validation for fixed non-orphan flag rates (the issue's
+    "share of real cases flagged at a 5% / 2% non-orphan flag rate"), judged on test and on the real cases."""
+    scores = {
+        name: np.asarray(pipeline.predict_proba(model_inputs(frame, columns)))[:, ORPHAN_INDEX]
+        for name, frame in (("validation", validation), ("test", test), ("external", external))
+    }
+    is_orphan = {
+        name: (frame["label"] == schema.ORPHAN_LABEL).to_numpy()
+        for name, frame in (("validation", validation), ("test", test))
+    }
+    rows = []
+    for rate in flag_rates:
+        threshold = float(np.quantile(scores["validation"][~is_orphan["validation"]], 1.0 - rate))
+        rows.append(
+            {
+                "target_non_orphan_flag_rate": rate,
+                "threshold": threshold,
+                "validation_orphan_recall": float((scores["validation"][is_orphan["validation"]] > threshold).mean()),
+                "test_orphan_recall": float((scores["test"][is_orphan["test"]] > threshold).mean()),
+                "test_non_orphan_flag_rate": float((scores["test"][~is_orphan["test"]] > threshold).mean()),
+                "external_share_flagged": float((scores["external"] > threshold).mean()),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(OPERATING_POINT_COLUMNS))

@@ -6,8 +6,10 @@ from rare_triage.lib import schema
 from rare_triage.lib.ontology import ReferenceTables
 from rare_triage.lib.reference import load_phenopackets
 from rare_triage.lib.training.columns import VITAL_COLUMNS
-from rare_triage.lib.training.external import external_features, external_report
+from rare_triage.lib.training.external import external_features, external_report, operating_points
 from rare_triage.lib.training.thresholds import ThresholdPolicy
+from rare_triage.lib.training.train import TrainingOutcome
+from rare_triage_tests.lib.training.conftest import Windows
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +43,20 @@ def test_report_shares_overall_and_per_cohort() -> None:
 def test_missing_case_columns_are_named(reference_tables: ReferenceTables) -> None:
     with pytest.raises(ValueError, match="cases: missing column"):
         external_features(pd.DataFrame({"id": ["x"]}), reference_tables)
+
+
+def test_operating_points_hold_the_non_orphan_flag_rate_set_on_validation(
+    trained: TrainingOutcome, windows: Windows
+) -> None:
+    points = operating_points(
+        trained.pipeline,
+        trained.feature_columns,
+        validation=windows.validation,
+        test=windows.test,
+        external=windows.test[windows.test["label"] == "orphan"],
+    )
+    assert points["target_non_orphan_flag_rate"].tolist() == [0.05, 0.02]
+    assert points["threshold"].is_monotonic_increasing
+    assert (points["test_non_orphan_flag_rate"] - points["target_non_orphan_flag_rate"]).abs().max() < 0.03
+    # on the test orphans themselves the external share is the test recall
+    np.testing.assert_allclose(points["external_share_flagged"], points["test_orphan_recall"])
