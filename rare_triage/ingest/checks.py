@@ -57,9 +57,8 @@ def raw_schema_result(tables: dict[str, pd.DataFrame]) -> dg.AssetCheckResult:
 def raw_referential_integrity_result(tables: dict[str, pd.DataFrame]) -> dg.AssetCheckResult:
     """Child rows whose encounter is absent from the encounters table (warns; governance quarantines them)."""
     known = set(tables[schema.RAW_ENCOUNTERS]["encounter_id"].dropna())
-    children = (schema.RAW_VITALS, schema.RAW_SYMPTOMS, schema.RAW_DIAGNOSES, schema.RAW_COMORBIDITIES)
-    orphans = {name: int((~tables[name]["encounter_id"].isin(known)).sum()) for name in children}
-    total = sum(len(tables[name]) for name in children)
+    orphans = {name: int((~tables[name]["encounter_id"].isin(known)).sum()) for name in schema.RAW_CHILD_TABLES}
+    total = sum(len(tables[name]) for name in schema.RAW_CHILD_TABLES)
     share = sum(orphans.values()) / total if total else 0.0
     return dg.AssetCheckResult(
         check_name=RAW_REFERENTIAL_INTEGRITY,

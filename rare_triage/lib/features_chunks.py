@@ -10,7 +10,6 @@ import pyarrow.compute as pc
 from rare_triage.lib import schema
 from rare_triage.lib.features import build_encounter_features
 
-CHILD_TABLES = (schema.ANON_VITALS, schema.ANON_SYMPTOMS, schema.ANON_DIAGNOSES, schema.ANON_COMORBIDITIES)
 PHENOTYPE_PREFIXES = ("hpo_", "sys_")
 
 
@@ -40,7 +39,7 @@ def build_features_in_chunks(
         chunk_encounters = encounters.slice(index * encounters_per_chunk, encounters_per_chunk)
         keys = chunk_encounters["encounter_key"].combine_chunks()
         chunk = {schema.ANON_ENCOUNTERS: chunk_encounters}
-        for table in CHILD_TABLES:
+        for table in schema.ANON_CHILD_TABLES:
             chunk[table] = anon[table].filter(pc.is_in(anon[table]["encounter_key"], value_set=keys))
         parts.append(compact_phenotype_flags(build_encounter_features(chunk, as_arrow=True, **build_kwargs)))
     return pa.concat_tables(parts)

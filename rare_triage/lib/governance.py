@@ -23,8 +23,7 @@ from rare_triage.lib.governance_buckets import iter_buckets
 from rare_triage.lib.kanonymity import below_k_quarantine, enforce_k_anonymity
 from rare_triage.lib.validation import validate_extract
 
-CHILD_TABLES = (schema.ANON_VITALS, schema.ANON_SYMPTOMS, schema.ANON_DIAGNOSES, schema.ANON_COMORBIDITIES)
-RAW_TABLE_OF_ANON = {schema.ANON_ENCOUNTERS: schema.RAW_ENCOUNTERS} | {t: t for t in CHILD_TABLES}
+RAW_TABLE_OF_ANON = {schema.ANON_ENCOUNTERS: schema.RAW_ENCOUNTERS} | {t: t for t in schema.ANON_CHILD_TABLES}
 CHILD_OF_BELOW_K_REASON = "encounter quarantined: k-anonymity class below k"
 
 
@@ -86,7 +85,7 @@ def govern_extract(
     quarantine_parts = [validated.quarantined, below_k_quarantine(k_result.below_k, partition_day=partition_day, k=k)]
     dropped_keys = set(k_result.below_k["encounter_key"])
     removed = {schema.ANON_ENCOUNTERS: len(k_result.below_k)}
-    for table in CHILD_TABLES:
+    for table in schema.ANON_CHILD_TABLES:
         frame = anonymized[table]
         gone = frame["encounter_key"].isin(dropped_keys)
         removed[table] = int(gone.sum())

@@ -16,8 +16,6 @@ import pyarrow.compute as pc
 
 from rare_triage.lib import schema
 
-CHILD_TABLES = (schema.RAW_VITALS, schema.RAW_SYMPTOMS, schema.RAW_DIAGNOSES, schema.RAW_COMORBIDITIES)
-
 
 def _bucket_of_keys(keys: pa.ChunkedArray | pa.Array, n_buckets: int) -> np.ndarray:
     """Stable bucket of each key (missing keys: bucket 0)."""
@@ -48,7 +46,7 @@ def bucket_assignments(raw: Mapping[str, pa.Table], n_buckets: int) -> dict[str,
     first_row[unique_codes] = np.flatnonzero(found)[first_position]
     bucket_of_id = by_patient[first_row] if len(encounter_ids) else np.zeros(0, dtype=np.int64)
     buckets[schema.RAW_ENCOUNTERS] = np.where(found, bucket_of_id[codes] if len(encounter_ids) else 0, by_patient)
-    for table in CHILD_TABLES:
+    for table in schema.RAW_CHILD_TABLES:
         child_codes, child_found = _codes(raw[table]["encounter_id"], encounter_ids)
         child_bucket = np.zeros(len(child_codes), dtype=np.int64)
         child_bucket[child_found] = bucket_of_id[child_codes[child_found]]

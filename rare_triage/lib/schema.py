@@ -15,6 +15,7 @@ RAW_SYMPTOMS: Final = "symptoms"
 RAW_DIAGNOSES: Final = "diagnoses"
 RAW_COMORBIDITIES: Final = "comorbidities"
 RAW_TABLES: Final = (RAW_PATIENTS, RAW_ENCOUNTERS, RAW_VITALS, RAW_SYMPTOMS, RAW_DIAGNOSES, RAW_COMORBIDITIES)
+RAW_CHILD_TABLES: Final = (RAW_VITALS, RAW_SYMPTOMS, RAW_DIAGNOSES, RAW_COMORBIDITIES)  # rows keyed by encounter_id
 
 RAW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     # one row per patient seen in the partition
@@ -115,6 +116,7 @@ ANON_SYMPTOMS: Final = "symptoms"
 ANON_DIAGNOSES: Final = "diagnoses"
 ANON_COMORBIDITIES: Final = "comorbidities"
 ANON_TABLES: Final = (ANON_ENCOUNTERS, ANON_VITALS, ANON_SYMPTOMS, ANON_DIAGNOSES, ANON_COMORBIDITIES)
+ANON_CHILD_TABLES: Final = (ANON_VITALS, ANON_SYMPTOMS, ANON_DIAGNOSES, ANON_COMORBIDITIES)  # keyed by encounter_key
 
 ANON_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ANON_ENCOUNTERS: (

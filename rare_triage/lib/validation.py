@@ -25,7 +25,6 @@ _HPO_ID = re.compile(r"HP:\d{7}")
 _ORPHA_CODE = re.compile(r"ORPHA:(\d+)")
 _BLANKS = ("", " ", "  ", "\t", "\n", "\r\n", "\xa0")
 ROW_FIELD = "row"  # the field of a whole-row problem (exact duplicate)
-_CHILD_TABLES = (schema.RAW_VITALS, schema.RAW_SYMPTOMS, schema.RAW_DIAGNOSES, schema.RAW_COMORBIDITIES)
 
 
 class ExtractSchemaError(ValueError):
@@ -446,7 +445,7 @@ def validate_extract(
     _check_encounters(encounters, patients, valid_patients, day, issues)
     raw_ids = _key_index(encounters["encounter_id"])
     valid_ids = _key_index(encounters.loc[~issues.bad(schema.RAW_ENCOUNTERS, len(encounters)), "encounter_id"])
-    for table in _CHILD_TABLES:
+    for table in schema.RAW_CHILD_TABLES:
         _check_children_keys(table, work[table], raw_ids, valid_ids, issues)
     _check_vitals(work[schema.RAW_VITALS], issues)
     _check_symptoms(work[schema.RAW_SYMPTOMS], known_hpo, issues)

@@ -10,7 +10,6 @@ from rare_triage.features.assets import encounter_features
 from rare_triage.governance.assets import anonymized_and_quarantined
 from rare_triage.ingest.assets import raw_ehr_extract
 from rare_triage.reference.assets import hpo_reference_tables
-from rare_triage.resources import build_resources
 
 DATA_ASSETS = [raw_ehr_extract, anonymized_and_quarantined, encounter_features]
 SMALL_SYNTHETIC = {"RARE_TRIAGE_ENCOUNTERS_PER_DAY": "400", "RARE_TRIAGE_POPULATION_SIZE": "20000"}
@@ -37,11 +36,6 @@ def materialize_day(
         partition_key=day,
         raise_on_error=raise_on_error,
     )
-
-
-def resources_for(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The code location's resources for `environ`."""
-    return build_resources(environ)
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
