@@ -14,9 +14,12 @@ PHENOTYPE_PREFIXES = ("hpo_", "sys_")
 
 
 def compact_phenotype_flags(table: pa.Table) -> pa.Table:
-    """Phenotype flags (0, 1 or null) as float32: exact for these values, half the memory of float64."""
+    """Phenotype flags (0, 1 or null) as float32, exact for these values, and every column copied into Arrow's
+    own memory: a column exported by DuckDB keeps its whole record batch alive, float64 flags included."""
     columns = [
-        pc.cast(column, pa.float32()) if name.startswith(PHENOTYPE_PREFIXES) else column
+        pc.cast(column, pa.float32())
+        if name.startswith(PHENOTYPE_PREFIXES)
+        else (pa.concat_arrays(column.chunks) if column.num_chunks else column)
         for name, column in zip(table.column_names, table.columns, strict=True)
     ]
     return pa.table(columns, names=table.column_names)

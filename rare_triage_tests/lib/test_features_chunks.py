@@ -1,0 +1,70 @@
+"""Features built in chunks equal the one-pass build, row for row, with compact phenotype flags."""
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rare_triage.lib import schema
+from rare_triage.lib.anonymize import LOCAL_DEVELOPMENT_HMAC_KEY, Pseudonymizer
+from rare_triage.lib.features import build_encounter_features
+from rare_triage.lib.features_chunks import build_features_in_chunks
+from rare_triage.lib.governance import GovernanceCodes, govern_extract
+from rare_triage.lib.ontology import ReferenceTables
+from rare_triage.lib.reference import icd10_acuity, known_icd10_codes, load_orphanet_epidemiology
+from rare_triage.lib.synthetic import SyntheticConfig, generate_extract
+
+
+@pytest.fixture(scope="module")
+def anonymized(reference_tables: ReferenceTables) -> dict[str, pa.Table]:
+    raw = generate_extract(
+        dt.date(2025, 3, 4), SyntheticConfig(seed=11, encounters_per_day=1500, population_size=6000), reference_tables
+    )
+    codes = GovernanceCodes(
+        icd10=known_icd10_codes(),
+        orpha=frozenset(int(x) for x in load_orphanet_epidemiology()["orpha_code"]),
+        hpo=frozenset(reference_tables.hpo_terms["hpo_id"]),
+    )
+    result = govern_extract(
+        raw, partition_day="2025-03-04", pseudonymizer=Pseudonymizer(LOCAL_DEVELOPMENT_HMAC_KEY), codes=codes
+    )
+    return {name: pa.Table.from_pandas(frame, preserve_index=False) for name, frame in result.anonymized.items()}
+
+
+def build_kwargs(ref: ReferenceTables) -> dict[str, object]:
+    return {
+        "term_rollup": ref.term_rollup,
+        "term_system": ref.term_system,
+        "vocab_ancestors": ref.vocab_ancestors,
+        "vocabulary_ids": ref.vocabulary["hpo_id"].tolist(),
+        "system_ids": ref.systems["system_id"].tolist(),
+        "icd10_acuity": icd10_acuity(),
+        "pain_terms": ref.pain_terms["hpo_id"].tolist(),
+    }
+
+
+def test_chunks_give_the_one_pass_rows(anonymized: dict[str, pa.Table], reference_tables: ReferenceTables) -> None:
+    kwargs = build_kwargs(reference_tables)
+    whole = build_encounter_features(anonymized, **kwargs)
+    chunked = build_features_in_chunks(anonymized, encounters_per_chunk=97, **kwargs).to_pandas()
+    assert len(chunked) == len(whole) == anonymized[schema.ANON_ENCOUNTERS].num_rows
+    assert list(chunked.columns) == list(whole.columns)
+    assert chunked["encounter_key"].tolist() == whole["encounter_key"].tolist()
+    for column in whole.columns:
+        if whole[column].dtype == object:
+            assert chunked[column].tolist() == whole[column].tolist(), column
+        else:
+            np.testing.assert_array_equal(chunked[column].to_numpy(float), whole[column].to_numpy(float), column)
+
+
+def test_phenotype_flags_are_float32(anonymized: dict[str, pa.Table], reference_tables: ReferenceTables) -> None:
+    table = build_features_in_chunks(anonymized, encounters_per_chunk=500, **build_kwargs(reference_tables))
+    flags = [f for f in table.schema if f.name.startswith(("hpo_", "sys_"))]
+    assert flags and all(f.type == pa.float32() for f in flags)
+    assert table.schema.field("temperature_c").type == pa.float64()
+
+
+def test_a_chunk_size_below_one_is_refused(anonymized: dict[str, pa.Table]) -> None:
+    with pytest.raises(ValueError, match="encounters_per_chunk"):
+        build_features_in_chunks(anonymized, encounters_per_chunk=0)
