@@ -7,7 +7,6 @@ import pyarrow.fs as pafs
 
 from rare_triage import constants as c
 from rare_triage.ingest.resources import EhrSource, LandingZoneEhrSource
-from rare_triage.lib.lake_fs import S3Options, resolve_filesystem
 
 DAY_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -33,8 +32,7 @@ daily_ingest_schedule = dg.build_schedule_from_partitioned_job(
 
 def landing_days(source: LandingZoneEhrSource) -> list[str]:
     """Day folders (YYYY-MM-DD) present in the landing zone, sorted."""
-    options = S3Options(source.s3_endpoint_url, source.s3_access_key_id, source.s3_secret_access_key, source.s3_region)
-    fs, root = resolve_filesystem(source.root_uri, options)
+    fs, root = source.filesystem()
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         return []
     entries = fs.get_file_info(pafs.FileSelector(root, recursive=False))

@@ -5,6 +5,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow.fs as pafs
 from pydantic import Field
 
 from rare_triage.lib.lake_fs import S3Options, resolve_filesystem
@@ -77,7 +78,11 @@ class LandingZoneEhrSource(EhrSource):
     def source_name(self) -> str:
         return "landing_zone"
 
-    def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """The landing zone's filesystem and its root path inside it."""
         options = S3Options(self.s3_endpoint_url, self.s3_access_key_id, self.s3_secret_access_key, self.s3_region)
-        fs, root = resolve_filesystem(self.root_uri, options)
+        return resolve_filesystem(self.root_uri, options)
+
+    def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
+        fs, root = self.filesystem()
         return read_landing_day(root, day, filesystem=fs)

@@ -130,11 +130,7 @@ def govern_in_buckets(
     }
     k_report = {key: sum(p.k_report[key] for p in parts) for key in parts[0].k_report if key not in ("k", "k_achieved")}
     k_report["k"] = k
-    k_report["k_achieved"] = (
-        min(p.k_report["k_achieved"] for p in parts if p.k_report["rows_out"])
-        if any(p.k_report["rows_out"] for p in parts)
-        else 0
-    )
+    k_report["k_achieved"] = min((p.k_report["k_achieved"] for p in parts if p.k_report["rows_out"]), default=0)
     k_report["buckets"] = n_buckets
     if n_buckets > 1:  # each bucket was checked against its own rows; now every raw value against every output
         assert_no_identifier_values_across(anonymized, raw)
