@@ -82,13 +82,8 @@ def encounter_features(
             anonymized,
             encounters_per_chunk=config.encounters_per_chunk,
             connection=connection,
-            term_rollup=ref.term_rollup,
-            term_system=ref.term_system,
-            vocab_ancestors=ref.vocab_ancestors,
-            vocabulary_ids=vocabulary_ids,
-            system_ids=system_ids,
             icd10_acuity=icd10_acuity(),
-            pain_terms=ref.pain_terms["hpo_id"].tolist(),
+            **ref.feature_encoding(),
         )
     encounters_in = anonymized[schema.ANON_ENCOUNTERS].num_rows
     anonymized.clear()  # the inputs are no longer needed: free them before the checks and the write

@@ -19,7 +19,8 @@ FEATURE_CHECK_SPECS = [
         blocking=True,
         description=(
             "Columns in contract order, one row per encounter, labels known, phenotype columns in {0, 1, null}, "
-            "n_systems_involved equal to the systems present."
+            "n_systems_involved equal to the systems present, phenotype specificity counts and information content "
+            "consistent."
         ),
     ),
     dg.AssetCheckSpec(
@@ -61,6 +62,10 @@ def features_problems(features: pa.Table, vocabulary_ids: list[str], system_ids:
         present = " + ".join(f'coalesce("{col}" = 1, false)::int' for col in systems)
         if _count(con, f"n_systems_involved is distinct from ({present})"):
             problems.append("n_systems_involved: differs from the number of system columns equal to 1")
+        if _count(con, "n_specific_terms > n_present_terms or (n_systems_involved > 0 and n_present_terms = 0)"):
+            problems.append("n_present_terms: below n_specific_terms, or 0 where a system is involved")
+        if _count(con, "phenotype_ic_max < 0 or phenotype_ic_sum < phenotype_ic_max or n_present_terms < 0"):
+            problems.append("phenotype_ic_max / phenotype_ic_sum: negative, or the sum below the max")
     return problems
 
 

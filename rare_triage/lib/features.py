@@ -14,6 +14,9 @@ float64 (NaN when NULL / unknown). Rules:
   symptom is the term or one of its ancestors, else NULL. Present wins over absent.
 - organ-system column: 1 when a present symptom rolls up to the system, else 0 when the system or
   HP:0000118 itself was excluded, else NULL. n_systems_involved counts the 1s.
+- phenotype specificity, over the distinct present terms: n_present_terms, n_specific_terms (information
+  content >= schema.SPECIFIC_TERM_IC), phenotype_ic_max and phenotype_ic_sum (information content from
+  `term_ic`, see ontology.ReferenceTables; a term missing there counts as a term of IC 0). 0 when none.
 - label: "orphan" when any ORPHA diagnosis; else "common_<acuity>" of the primary ICD10 diagnosis
   (lowest rank, then code); else "none". A primary ICD10 code missing from the acuity map raises.
 Child rows whose encounter_key is not among the encounters are ignored; a NULL `present` is
@@ -43,6 +46,7 @@ EXTERNAL_ORPHA_CODE = "ORPHA:unspecified"
 TERM_ROLLUP_COLUMNS = ("hpo_id", "vocab_id")
 TERM_SYSTEM_COLUMNS = ("hpo_id", "system_id")
 VOCAB_ANCESTORS_COLUMNS = ("vocab_id", "ancestor_id")
+TERM_IC_COLUMNS = ("hpo_id", "information_content")
 PHENOTYPE_CASE_COLUMNS = ("case_id", "sex", "age_years", "observed", "excluded")
 
 _HPO_ID = re.compile(r"HP:\d{7}")
@@ -81,6 +85,7 @@ def build_encounter_features(
     term_rollup: Table,
     term_system: Table,
     vocab_ancestors: Table,
+    term_ic: Table,
     vocabulary_ids: Sequence[str],
     system_ids: Sequence[str],
     icd10_acuity: Mapping[str, str],
@@ -95,7 +100,9 @@ def build_encounter_features(
     """
     vocab = _checked_ids(vocabulary_ids, "vocabulary_ids")
     systems = _checked_ids(system_ids, "system_ids")
-    inputs = _checked_inputs(anon, term_rollup=term_rollup, term_system=term_system, vocab_ancestors=vocab_ancestors)
+    inputs = _checked_inputs(
+        anon, term_rollup=term_rollup, term_system=term_system, vocab_ancestors=vocab_ancestors, term_ic=term_ic
+    )
     inputs.update(_lookup_tables(vocab, systems, icd10_acuity, pain_terms=pain_terms, fever_terms=fever_terms))
     con = duckdb.connect() if connection is None else connection.cursor()
     try:
@@ -224,6 +231,7 @@ def _checked_inputs(anon: Mapping[str, Table], **ontology: Table) -> dict[str, T
         "term_rollup": TERM_ROLLUP_COLUMNS,
         "term_system": TERM_SYSTEM_COLUMNS,
         "vocab_ancestors": VOCAB_ANCESTORS_COLUMNS,
+        "term_ic": TERM_IC_COLUMNS,
     }
     for name, table in ontology.items():
         _require_columns(table, expected[name], name)
@@ -375,6 +383,10 @@ def _features_sql(vocab: list[str], systems: list[str]) -> str:
         "comorbidity_count": "coalesce(comorbidity_count, 0)",
         "prior_visits_365d": "prior_visits_365d",
         "n_systems_involved": n_systems,
+        "n_present_terms": "coalesce(n_present_terms, 0)",
+        "n_specific_terms": "coalesce(n_specific_terms, 0)",
+        "phenotype_ic_max": "coalesce(phenotype_ic_max, 0)",
+        "phenotype_ic_sum": "coalesce(phenotype_ic_sum, 0)",
     }
     assert tuple(numeric) == schema.FEATURE_NUMERIC_COLUMNS, "numeric expressions out of step with the schema"
     label = f"""CASE WHEN coalesce(has_orpha, false) THEN '{schema.ORPHAN_LABEL}'
@@ -393,6 +405,7 @@ def _features_sql(vocab: list[str], systems: list[str]) -> str:
         "encounter_features.sql",
         vital_aggregates=vital_aggs,
         pain_feature=PAIN_SCORE_FEATURE,
+        specific_ic=repr(float(schema.SPECIFIC_TERM_IC)),
         vocab_mask_aggregates=_mask_aggregates(len(vocab)),
         system_mask_aggregates=_mask_aggregates(len(systems)),
         vocab_masks=_mask_names("vocab", "vm", len(vocab)),

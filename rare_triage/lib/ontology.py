@@ -6,11 +6,13 @@ parsed in about a second. Source: Human Phenotype Ontology, release 2025-01-16 (
 """
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -186,7 +188,20 @@ class ReferenceTables:
     orpha_diseases: pd.DataFrame  # orpha_code, name, disorder_type, prevalence_class, weight, onset, n_phenotypes
     hpo_terms: pd.DataFrame  # hpo_id (any current/alt/obsolete id), primary_id, name: every id validation may accept
     pain_terms: pd.DataFrame  # hpo_id (any id) at or below Pain HP:0012531: rows carrying a pain score
+    term_information_content: pd.DataFrame  # hpo_id (any id), information_content: specificity among ORPHA diseases
     hpo_release: str
+
+    def feature_encoding(self) -> dict[str, Any]:
+        """The ontology arguments of features.build_encounter_features, from these tables."""
+        return {
+            "term_rollup": self.term_rollup,
+            "term_system": self.term_system,
+            "vocab_ancestors": self.vocab_ancestors,
+            "term_ic": self.term_information_content,
+            "vocabulary_ids": self.vocabulary["hpo_id"].tolist(),
+            "system_ids": self.systems["system_id"].tolist(),
+            "pain_terms": self.pain_terms["hpo_id"].tolist(),
+        }
 
 
 TABLE_NAMES = tuple(item.name for item in fields(ReferenceTables) if item.name != "hpo_release")
@@ -214,6 +229,33 @@ def _orpha_phenotypes(graph: HpoGraph) -> pd.DataFrame:
     frame = annotations.assign(hpo_id=resolved, frequency=annotations["frequency"].fillna(MISSING_FREQUENCY))
     frame = frame.groupby(["orpha_code", "hpo_id"], as_index=False, sort=True)["frequency"].max()
     return frame.astype({"orpha_code": "int64", "frequency": "float64"})
+
+
+def _term_information_content(
+    graph: HpoGraph, orpha_phenotypes: pd.DataFrame, all_ids: Sequence[tuple[str, str]]
+) -> pd.DataFrame:
+    """Information content of every id over the ORPHA diseases of phenotype.hpoa: ln(N / n(t)), with n(t) the
+    diseases annotated with t or a descendant (the true-path rule). A term no disease reaches takes the IC of its
+    most specific annotated ancestor; a term without any annotated ancestor gets 0. Specific findings (a high IC)
+    point to rare disease; fever or cough (annotated to hundreds of diseases) carry little."""
+    diseases: dict[str, set[int]] = {}
+    for code, terms in orpha_phenotypes.groupby("orpha_code")["hpo_id"]:
+        for ancestor in frozenset().union(*(graph.ancestors(term) for term in terms)):
+            diseases.setdefault(ancestor, set()).add(int(code))
+    total = orpha_phenotypes["orpha_code"].nunique()
+    annotated = {term: math.log(total / len(codes)) for term, codes in diseases.items()}
+    ic_of_current: dict[str, float] = {}
+    rows = []
+    for term, primary in all_ids:
+        ic = ic_of_current.get(primary)
+        if ic is None:
+            ic = annotated.get(primary)
+            if ic is None:
+                ic = max((annotated[a] for a in graph.ancestors(primary) if a in annotated), default=0.0)
+            ic_of_current[primary] = ic
+        rows.append((term, ic))
+    frame = pd.DataFrame(rows, columns=["hpo_id", "information_content"])
+    return frame.sort_values("hpo_id", ignore_index=True)
 
 
 def _orpha_diseases(orpha_phenotypes: pd.DataFrame) -> pd.DataFrame:
@@ -286,6 +328,7 @@ def build_reference_tables(
             "hpo_id", ignore_index=True
         ),
         pain_terms=pd.DataFrame({"hpo_id": sorted(pain)}),
+        term_information_content=_term_information_content(hpo, orpha_phenotypes, all_ids),
         hpo_release=hpo.release,
     )
 

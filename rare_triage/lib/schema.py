@@ -172,7 +172,13 @@ FEATURE_NUMERIC_COLUMNS: Final = (
     "comorbidity_count",
     "prior_visits_365d",
     "n_systems_involved",
+    "n_present_terms",
+    "n_specific_terms",
+    "phenotype_ic_max",
+    "phenotype_ic_sum",
 )
+# A present term is "specific" when at most e^-4 (1.8%) of the ORPHA diseases are annotated with it or below it.
+SPECIFIC_TERM_IC: Final = 4.0
 LABEL_COLUMN: Final = "label"
 
 

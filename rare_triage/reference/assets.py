@@ -32,7 +32,7 @@ def reference_from_frames(frames: dict[str, pd.DataFrame]) -> ReferenceTables:
     group_name=c.GROUP_REFERENCE,
     io_manager_key=c.PARQUET_IO_MANAGER,
     kinds={"python", "parquet"},
-    code_version="hpo-2025-01-16-v1",
+    code_version="hpo-2025-01-16-v2",
     description=(
         "HPO roll-up tables (terms to the symptom vocabulary and the organ-system groups under HP:0000118), "
         "Orphanet disease phenotypes with frequencies and prevalence weights. Derived from the HPO release shipped "

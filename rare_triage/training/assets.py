@@ -126,7 +126,13 @@ def triage_model(
         )
         tracking.log_json(partitions, "partitions.json")
         outcome = train_triage_model(training_set.train, training_set.validation, training_config, log=context.log.info)
-        tracking.log_params({"chosen_candidate": outcome.spec.name, "calibration_chosen": outcome.calibration})
+        tracking.log_params(
+            {
+                "chosen_candidate": outcome.spec.name,
+                "calibration_chosen": outcome.calibration,
+                "orphan_threshold_limited_by": outcome.policy.limited_by,
+            }
+        )
         cv_table = outcome.cv_table()
         for row in cv_table.to_dict(orient="records"):
             tracking.log_metrics(
@@ -166,6 +172,12 @@ def triage_model(
         )
     calibration = pd.DataFrame(outcome.calibration_report).T.rename_axis("method").reset_index()
     validation_orphans = int((y_val == ORPHAN_INDEX).sum())
+    if outcome.policy.limited_by_budget:
+        context.log.warning(
+            f"orphan threshold raised to the flag-rate budget ({outcome.policy.max_flag_rate:.0%} of non-orphan "
+            f"validation encounters): validation orphan recall {outcome.validation_metrics['orphan_recall']:.3f} "
+            f"instead of the target {outcome.policy.target_recall}; the needs-review band keeps the rest in sight"
+        )
     if validation_orphans < MIN_VALIDATION_ORPHANS:
         context.log.warning(
             f"the orphan threshold was tuned on {validation_orphans} validation orphan cases (recall moves in steps "
@@ -182,6 +194,7 @@ def triage_model(
             "calibration": outcome.calibration,
             "calibration_report": dg.MetadataValue.md(markdown_table(calibration)),
             "thresholds": dg.MetadataValue.json(model.thresholds),
+            "orphan_threshold_limited_by": outcome.policy.limited_by,
             "needs_review": dg.MetadataValue.json(json_safe(model.needs_review)),
             "validation_metrics": dg.MetadataValue.json(json_safe(outcome.validation_metrics)),
             "validation_orphan_recall": metric_value(outcome.validation_metrics["orphan_recall"]),

@@ -45,8 +45,18 @@ class TriageModelConfig(dg.Config):
     cv_folds: int = 3
     cv_max_rows: int = Field(default=200_000, description="stratified sample of the training window for the search")
     selection_metric: str = "flag_rate_at_target_recall"
+    selection_tolerance: float = Field(
+        default=0.01,
+        description="candidates within this much of the best selection_metric are equivalent and the simplest "
+        "(logistic_regression < random_forest < xgboost, then imbalance strategy) is chosen; 0 = best only",
+    )
     target_recall: float = Field(default=0.95, description="orphan recall the threshold is tuned for (validation)")
     review_recall: float = Field(default=0.99, description="recall the lower needs-review threshold is tuned for")
+    max_flag_rate: float = Field(
+        default=0.04,
+        description="flag-rate budget: the orphan threshold never flags more than this share of non-orphan "
+        "validation encounters (1.0: none); the recall target gives way and the policy says so",
+    )
     calibration: str = Field(default="auto", description="auto | none | sigmoid | isotonic")
     seed: int = 0
     n_jobs: int = 2
@@ -82,8 +92,10 @@ class TriageModelConfig(dg.Config):
             cv_folds=self.cv_folds,
             cv_max_rows=self.cv_max_rows,
             selection_metric=self.selection_metric,
+            selection_tolerance=self.selection_tolerance,
             target_recall=self.target_recall,
             review_recall=self.review_recall,
+            max_flag_rate=self.max_flag_rate,
             calibration=self.calibration,
             params=self.model_params(),
         )

@@ -37,10 +37,16 @@ def _phenotype_items(ref: ReferenceTables, columns: list[str]) -> tuple[list[Phe
     """Red-flag terms of the vocabulary, and the incidental findings the synthetic source gives non-orphan
     patients (with their weights), as the feature SQL would encode them."""
     red_ids = ref.vocabulary.loc[ref.vocabulary["group"] == "orphan_red_flag", "hpo_id"].tolist()
-    red_flags = phenotype_items(red_ids, ref.term_rollup, ref.term_system, columns)
+    ic = ref.term_information_content
+    red_flags = phenotype_items(red_ids, ref.term_rollup, ref.term_system, columns, term_ic=ic)
     incidental = load_incidental_findings()
     items = phenotype_items(
-        incidental["hpo_id"].tolist(), ref.term_rollup, ref.term_system, columns, incidental["weight"].tolist()
+        incidental["hpo_id"].tolist(),
+        ref.term_rollup,
+        ref.term_system,
+        columns,
+        weights=incidental["weight"].tolist(),
+        term_ic=ic,
     )
     return red_flags, items
 

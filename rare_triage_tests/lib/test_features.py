@@ -61,6 +61,11 @@ VOCAB_ANCESTORS = pd.DataFrame(
     ],
     columns=["vocab_id", "ancestor_id"],
 )
+# information content: fever is annotated to many diseases, a focal seizure to few
+TERM_IC = pd.DataFrame(
+    [(FEVER, 2.5), (RECURRENT_FEVER, 4.5), (SEIZURE, 1.3), (FOCAL_SEIZURE, 5.0), (ABDOMINAL_PAIN, 3.0)],
+    columns=["hpo_id", "information_content"],
+)
 
 
 def encounters(*keys: str | None, **columns: object) -> pd.DataFrame:
@@ -106,6 +111,7 @@ def build(tables: dict[str, pd.DataFrame], **options: object) -> pd.DataFrame:
         "term_rollup": TERM_ROLLUP,
         "term_system": TERM_SYSTEM,
         "vocab_ancestors": VOCAB_ANCESTORS,
+        "term_ic": TERM_IC,
         "vocabulary_ids": VOCABULARY,
         "system_ids": SYSTEMS,
         "icd10_acuity": ACUITY,
@@ -142,7 +148,8 @@ def test_columns_follow_the_schema_order_and_the_given_vocabulary_order() -> Non
     assert features.features_table_columns(VOCABULARY, SYSTEMS) == expected
     assert features.feature_columns(VOCABULARY, SYSTEMS) == expected[3:-1]
     reordered = build(anon(encounters("e1")), vocabulary_ids=[SEIZURE, FEVER, ABDOMINAL_PAIN])
-    assert list(reordered.columns)[22:25] == [hpo(SEIZURE), hpo(FEVER), hpo(ABDOMINAL_PAIN)]
+    first_vocab = expected.index(hpo(FEVER))
+    assert list(reordered.columns)[first_vocab : first_vocab + 3] == [hpo(SEIZURE), hpo(FEVER), hpo(ABDOMINAL_PAIN)]
 
 
 def test_numeric_and_flag_columns_are_float64_and_text_columns_are_str() -> None:
@@ -216,7 +223,28 @@ def test_without_symptoms_every_flag_is_unknown_and_counts_are_zero() -> None:
     assert all(is_null(out[c]) for c in flags)
     assert out["n_systems_involved"] == 0.0
     assert out["comorbidity_count"] == 0.0
+    assert out[["n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum"]].tolist() == [0.0] * 4
     assert is_null(out["fever_score"]) and is_null(out["pain_score"]) and is_null(out["symptom_duration_days"])
+
+
+def test_phenotype_specificity_counts_distinct_present_terms_and_their_information_content() -> None:
+    rows = [
+        symptom("e1", FEVER, True),
+        symptom("e1", FEVER, True),  # a repeated row counts once
+        symptom("e1", FOCAL_SEIZURE, True),
+        symptom("e1", RECURRENT_FEVER, True),
+        symptom("e1", ABDOMINAL_PAIN, False),  # absent terms do not count
+        symptom("e1", "HP:0031417", True),  # not in the IC table: a term of IC 0
+        symptom("e2", ABDOMINAL_PAIN, False),
+    ]
+    out = build(anon(encounters("e1", "e2"), symptoms=rows))
+    e1 = out.loc["e1"]
+    assert e1["n_present_terms"] == 4.0
+    assert e1["n_specific_terms"] == 2.0  # IC >= schema.SPECIFIC_TERM_IC (4.0): recurrent fever, focal seizure
+    assert e1["phenotype_ic_max"] == 5.0
+    assert e1["phenotype_ic_sum"] == pytest.approx(2.5 + 5.0 + 4.5)
+    e2 = out.loc["e2"]
+    assert e2[["n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum"]].tolist() == [0.0] * 4
 
 
 def test_more_than_64_vocabulary_terms_use_a_second_mask_chunk() -> None:
@@ -425,6 +453,7 @@ def test_bad_tables_are_rejected_naming_the_field(change: object, message: str) 
             r"term_rollup: missing column\(s\) \['vocab_id'\]",
         ),
         ({"pain_terms": ["pain"]}, r"pain_terms: 'pain' is not an HPO id"),
+        ({"term_ic": TERM_IC.rename(columns={"information_content": "ic"})}, r"term_ic: missing column"),
     ],
 )
 def test_bad_options_are_rejected_naming_the_field(options: dict[str, object], message: str) -> None:

@@ -33,15 +33,7 @@ def anonymized(reference_tables: ReferenceTables) -> dict[str, pa.Table]:
 
 
 def build_kwargs(ref: ReferenceTables) -> dict[str, object]:
-    return {
-        "term_rollup": ref.term_rollup,
-        "term_system": ref.term_system,
-        "vocab_ancestors": ref.vocab_ancestors,
-        "vocabulary_ids": ref.vocabulary["hpo_id"].tolist(),
-        "system_ids": ref.systems["system_id"].tolist(),
-        "icd10_acuity": icd10_acuity(),
-        "pain_terms": ref.pain_terms["hpo_id"].tolist(),
-    }
+    return {"icd10_acuity": icd10_acuity(), **ref.feature_encoding()}
 
 
 def test_chunks_give_the_one_pass_rows(anonymized: dict[str, pa.Table], reference_tables: ReferenceTables) -> None:

@@ -31,6 +31,22 @@ symptoms_agg AS (
     GROUP BY s.eid
 ),
 
+phenotype_specificity AS (
+    -- information content as DECIMAL: an exact sum, the same whatever order DuckDB's threads add in
+    SELECT
+        p.eid,
+        count(*) AS n_present_terms,
+        count(*) FILTER (WHERE ic.information_content >= {specific_ic}) AS n_specific_terms,
+        CAST(max(ic.information_content) AS DOUBLE) AS phenotype_ic_max,
+        CAST(sum(ic.information_content) AS DOUBLE) AS phenotype_ic_sum
+    FROM (SELECT DISTINCT eid, hpo_id FROM rt_feat_sym WHERE present) AS p
+    LEFT JOIN (
+        SELECT CAST(hpo_id AS VARCHAR) AS hpo_id, CAST(information_content AS DECIMAL(18, 6)) AS information_content
+        FROM rt_feat_in_term_ic
+    ) AS ic ON ic.hpo_id = p.hpo_id
+    GROUP BY p.eid
+),
+
 comorbidities_agg AS (
     SELECT e.eid, count(DISTINCT CAST(c.icd10_code AS VARCHAR)) AS comorbidity_count
     FROM rt_feat_in_comorbidities AS c
@@ -71,6 +87,7 @@ joined AS (
         e.*,
         va.* EXCLUDE (eid),
         sa.* EXCLUDE (eid),
+        ps.* EXCLUDE (eid),
         ca.* EXCLUDE (eid),
         dg.* EXCLUDE (eid),
         ac.acuity,
@@ -79,6 +96,7 @@ joined AS (
     FROM rt_feat_enc AS e
     LEFT JOIN vitals_agg AS va ON va.eid = e.eid
     LEFT JOIN symptoms_agg AS sa ON sa.eid = e.eid
+    LEFT JOIN phenotype_specificity AS ps ON ps.eid = e.eid
     LEFT JOIN comorbidities_agg AS ca ON ca.eid = e.eid
     LEFT JOIN vocab_masks AS vm ON vm.eid = e.eid
     LEFT JOIN system_masks AS sm ON sm.eid = e.eid

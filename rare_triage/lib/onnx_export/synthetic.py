@@ -23,6 +23,7 @@ from xgboost import XGBClassifier
 
 from rare_triage.lib import schema
 from rare_triage.lib.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL, TrainedModel
+from rare_triage.lib.training.synthetic_features import synthetic_specificity
 
 ModelKind = Literal["lr", "rf", "xgb", "lr_calibrated", "xgb_calibrated"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("lr", "rf", "xgb", "lr_calibrated", "xgb_calibrated")
@@ -111,6 +112,7 @@ def synthetic_frame(n: int, seed: int = 0, unseen_share: float = 0.0) -> tuple[p
     recorded = np.where(rng.random(flags.shape) < 0.02, np.nan, flags)  # a few terms not recorded
     columns.update(zip(flag_columns, recorded.T, strict=True))
     columns["n_systems_involved"] = sys_count
+    columns.update(synthetic_specificity(rng, flags.sum(axis=1) + rng.poisson(1.0, n), 0.2))
     frame = pd.DataFrame(columns)[categorical + numeric]
     scores = np.column_stack(
         [

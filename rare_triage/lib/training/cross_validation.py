@@ -1,5 +1,6 @@
 """Stratified cross-validation of the candidates on the training window, and the choice among them."""
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -9,12 +10,22 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from rare_triage.lib.training.candidates import CandidateSpec, ModelParams, fit_candidate, single_threaded_blas
+from rare_triage.lib.training.candidates import (
+    MODEL_KINDS,
+    CandidateSpec,
+    ModelParams,
+    fit_candidate,
+    single_threaded_blas,
+)
 from rare_triage.lib.training.columns import ORPHAN_INDEX, FeatureRoles
+from rare_triage.lib.training.imbalance import IMBALANCE_STRATEGIES
 from rare_triage.lib.training.metrics import macro_f1, per_class_auc
 from rare_triage.lib.training.thresholds import threshold_for_recall
 
 SELECTION_METRICS = ("flag_rate_at_target_recall", "orphan_pr_auc")
+DEFAULT_SELECTION_TOLERANCE = 0.01
+# Slack so that decimal gaps such as 0.055 - 0.045 count as "within 0.01" despite float rounding.
+_TOLERANCE_SLACK = 1e-12
 
 
 @dataclass(frozen=True)
@@ -122,34 +133,83 @@ def cross_validate_candidates(
     return results
 
 
+def check_selection_tolerance(tolerance: float) -> None:
+    """Raise naming `selection_tolerance` unless it is a number >= 0 (NaN is refused)."""
+    if math.isnan(tolerance) or tolerance < 0:
+        raise ValueError(
+            f"selection_tolerance: must be >= 0 in absolute units of the selection metric, got {tolerance}"
+        )
+
+
 def _sort_key(result: CandidateResult, metric: str) -> tuple[float, float]:
     if metric == "flag_rate_at_target_recall":
         return (result.flag_rate_at_target_recall, -result.orphan_pr_auc)
     return (-result.orphan_pr_auc, result.flag_rate_at_target_recall)
 
 
+def _metric_value(result: CandidateResult, metric: str) -> float:
+    return float(getattr(result, metric))
+
+
+def _simplicity_key(result: CandidateResult, metric: str) -> tuple[int, int, tuple[float, float]]:
+    """Simpler first: model family (MODEL_KINDS order), then imbalance (IMBALANCE_STRATEGIES order), then metric."""
+    spec = result.spec
+    return (MODEL_KINDS.index(spec.model), IMBALANCE_STRATEGIES.index(spec.imbalance), _sort_key(result, metric))
+
+
+def _simplest_within(ranked: Sequence[CandidateResult], metric: str, tolerance: float) -> CandidateResult:
+    """The simplest of the candidates within `tolerance` of the first (best) one; the best itself when 0."""
+    best = ranked[0]
+    if tolerance == 0:
+        return best
+    best_value = _metric_value(best, metric)
+    equivalent = [r for r in ranked if abs(_metric_value(r, metric) - best_value) <= tolerance + _TOLERANCE_SLACK]
+    return min(equivalent, key=lambda r: _simplicity_key(r, metric))
+
+
 def choose_candidate(
-    results: Sequence[CandidateResult], metric: str = "flag_rate_at_target_recall", target_recall: float = 0.95
+    results: Sequence[CandidateResult],
+    metric: str = "flag_rate_at_target_recall",
+    target_recall: float = 0.95,
+    tolerance: float = DEFAULT_SELECTION_TOLERANCE,
 ) -> tuple[CandidateResult, str]:
-    """The best servable candidate by `metric` (ties broken by the other metric) and why, in one sentence."""
+    """The simplest servable candidate within `tolerance` of the best servable one by `metric`, and why.
+
+    `tolerance` is in absolute units of `metric`. Candidates within it of the best are equivalent and the simplest
+    wins: model family logistic_regression < random_forest < xgboost, then imbalance strategy in
+    IMBALANCE_STRATEGIES order, then the metric. With tolerance 0 the best by `metric` is chosen (ties broken by
+    the other metric). Two-stage models are never chosen (they cannot be exported to ONNX).
+    """
     if metric not in SELECTION_METRICS:
         raise ValueError(f"selection_metric: {metric!r} is not one of {list(SELECTION_METRICS)}")
+    check_selection_tolerance(tolerance)
     servable = sorted((r for r in results if r.spec.servable), key=lambda r: _sort_key(r, metric))
     if not servable:
         raise ValueError("candidates: none of them is servable (two-stage models are comparison only)")
     best = servable[0]
-    runner_up = f"; next {servable[1].spec.name} {_describe(servable[1])}" if len(servable) > 1 else ""
+    chosen = _simplest_within(servable, metric, tolerance)
+    others = [r for r in servable if r is not chosen and r is not best]
+    runner_up = f"; next {others[0].spec.name} {_describe(others[0])}" if others else ""
     overall = sorted(results, key=lambda r: _sort_key(r, metric))[0]
     not_servable = (
         f"; best overall was {overall.spec.name} {_describe(overall)} but it cannot be exported to ONNX"
         if overall is not best
         else ""
     )
+    why = _why_chosen(chosen, best, metric, tolerance)
     reason = (
-        f"{best.spec.name}: best servable candidate by {metric} in cross-validation at orphan recall "
-        f"{target_recall} ({_describe(best)}){runner_up}{not_servable}"
+        f"{chosen.spec.name}: {why} at orphan recall {target_recall} ({_describe(chosen)}){runner_up}{not_servable}"
     )
-    return best, reason
+    return chosen, reason
+
+
+def _why_chosen(chosen: CandidateResult, best: CandidateResult, metric: str, tolerance: float) -> str:
+    if chosen is best:
+        return f"best servable candidate by {metric} in cross-validation"
+    return (
+        f"simplest servable candidate within {tolerance:g} of the best {metric} in cross-validation "
+        f"({best.spec.name} {_metric_value(best, metric):.4f})"
+    )
 
 
 def _describe(result: CandidateResult) -> str:

@@ -25,15 +25,7 @@ def external_features(cases: pd.DataFrame, reference: ReferenceTables) -> pd.Dat
         raise ValueError(f"cases: missing column(s) {missing}")
     renamed = cases.rename(columns={"id": "case_id"})
     anon = encode_phenotype_cases(renamed[["case_id", "sex", "age_years", "observed", "excluded"]])
-    features = build_encounter_features(
-        anon,
-        term_rollup=reference.term_rollup,
-        term_system=reference.term_system,
-        vocab_ancestors=reference.vocab_ancestors,
-        vocabulary_ids=reference.vocabulary["hpo_id"].tolist(),
-        system_ids=reference.systems["system_id"].tolist(),
-        icd10_acuity=icd10_acuity(),
-    )
+    features = build_encounter_features(anon, icd10_acuity=icd10_acuity(), **reference.feature_encoding())
     features["cohort"] = renamed["cohort"].astype(str).to_numpy()
     return features
 

@@ -2,7 +2,8 @@
 encounters, and among older patients with several chronic conditions.
 
 A phenotype is added the way the feature SQL would encode it: every vocabulary term it rolls up to and
-every organ-system group above it become present, and n_systems_involved counts the newly involved systems.
+every organ-system group above it become present, n_systems_involved counts the newly involved systems, and
+the term counts in n_present_terms, n_specific_terms and the information-content sum and max.
 """
 
 from collections.abc import Sequence
@@ -19,11 +20,15 @@ from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan
 
 @dataclass(frozen=True)
 class PhenotypeItem:
-    """One HPO term and the hpo_*/sys_* feature columns it sets to present."""
+    """One HPO term, the hpo_*/sys_* feature columns it sets to present and its information content."""
 
     hpo_id: str
     columns: tuple[str, ...]
     weight: float = 1.0
+    information_content: float = 0.0
+
+
+SPECIFICITY_COLUMNS = ("n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum")
 
 
 def phenotype_items(
@@ -31,11 +36,17 @@ def phenotype_items(
     term_rollup: pd.DataFrame,
     term_system: pd.DataFrame,
     columns: Sequence[str],
+    *,
     weights: Sequence[float] | None = None,
+    term_ic: pd.DataFrame | None = None,
 ) -> list[PhenotypeItem]:
-    """Items for the terms, through the ontology's (hpo_id, vocab_id) and (hpo_id, system_id) pairs; terms
-    that touch no column among `columns` are left out."""
+    """Items for the terms, through the ontology's (hpo_id, vocab_id) and (hpo_id, system_id) pairs and the
+    (hpo_id, information_content) table; terms that change no column among `columns` are left out."""
     present = set(columns)
+    counts_terms = "n_present_terms" in present
+    ic_of: dict[str, float] = {}
+    if term_ic is not None:
+        ic_of = dict(zip(term_ic["hpo_id"], term_ic["information_content"].astype(float), strict=True))
     targets: dict[str, set[str]] = {h: set() for h in hpo_ids}
     for hpo_id, vocab_id in term_rollup[["hpo_id", "vocab_id"]].itertuples(index=False):
         if hpo_id in targets:
@@ -47,15 +58,23 @@ def phenotype_items(
     items = []
     for hpo_id in dict.fromkeys(hpo_ids):
         touched = tuple(sorted(targets[hpo_id] & present))
-        if touched:
-            items.append(PhenotypeItem(hpo_id, touched, float(weight_of[hpo_id])))
+        if touched or counts_terms:
+            items.append(PhenotypeItem(hpo_id, touched, float(weight_of[hpo_id]), ic_of.get(hpo_id, 0.0)))
     return items
 
 
 def add_phenotype(frame: pd.DataFrame, rows: np.ndarray, item: PhenotypeItem) -> None:
-    """Record the phenotype as present on the selected rows (in place)."""
+    """Record the phenotype as present on the selected rows (in place); it is a new term for each of them."""
     if not rows.any():
         return
+    if set(SPECIFICITY_COLUMNS) <= set(frame.columns):
+        ic = item.information_content
+        frame.loc[rows, "n_present_terms"] = frame.loc[rows, "n_present_terms"].fillna(0.0) + 1.0
+        frame.loc[rows, "n_specific_terms"] = frame.loc[rows, "n_specific_terms"].fillna(0.0) + float(
+            ic >= schema.SPECIFIC_TERM_IC
+        )
+        frame.loc[rows, "phenotype_ic_max"] = np.fmax(frame.loc[rows, "phenotype_ic_max"].to_numpy(float), ic)
+        frame.loc[rows, "phenotype_ic_sum"] = frame.loc[rows, "phenotype_ic_sum"].fillna(0.0) + ic
     for column in item.columns:
         newly = rows & (frame[column].to_numpy() != 1.0)
         if column.startswith(SYSTEM_PREFIX) and "n_systems_involved" in frame.columns:
@@ -65,6 +84,9 @@ def add_phenotype(frame: pd.DataFrame, rows: np.ndarray, item: PhenotypeItem) ->
 
 
 def _already_present(frame: pd.DataFrame, item: PhenotypeItem) -> np.ndarray:
+    """Rows where every column of the item is already present (none, for an item setting no column)."""
+    if not item.columns:
+        return np.zeros(len(frame), dtype=bool)
     return np.asarray((frame[list(item.columns)].to_numpy() == 1.0).all(axis=1))
 
 

@@ -47,6 +47,8 @@ _RATES = {
 }
 _EXTRA_SYSTEM_RATES = (0.1, 0.1, 0.2, 0.4, 1.4)  # organ systems involved through terms outside the vocabulary
 _DURATION_MEDIAN = (5.0, 3.0, 2.0, 45.0, 60.0)
+_EXTRA_TERMS = (0.3, 0.8, 1.2, 1.0, 3.0)  # present terms outside the vocabulary, per label
+_SPECIFIC_SHARE = (0.1, 0.15, 0.15, 0.15, 0.45)  # share of present terms of high information content, per label
 _CONSULTATION_WEIGHTS = {  # primary_care, emergency, outpatient_specialist, inpatient, telehealth
     "none": (0.6, 0.1, 0.1, 0.02, 0.18),
     "common_mild": (0.6, 0.15, 0.05, 0.0, 0.2),
@@ -115,6 +117,8 @@ def synthesize_features(
     phenotypes, fever = _phenotypes(rng, y, layout)
     columns.update(_history(rng, y, columns["age_years"], fever))
     columns["n_systems_involved"] = phenotypes.pop("n_systems_involved")
+    n_terms = phenotypes.pop("n_vocabulary_terms") + rng.poisson(np.asarray(_EXTRA_TERMS)[y])
+    columns.update(synthetic_specificity(rng, n_terms, np.asarray(_SPECIFIC_SHARE)[y]))
     columns.update(phenotypes)
     columns[schema.LABEL_COLUMN] = np.asarray(schema.LABELS, dtype=object)[y]
     frame = pd.DataFrame(columns)
@@ -216,7 +220,27 @@ def _phenotypes(
     out = {schema.hpo_feature_name(h): terms[:, j] for j, h in enumerate(vocab_ids)}
     out.update({schema.system_feature_name(s): systems[:, j] for j, s in enumerate(layout.system_ids)})
     out["n_systems_involved"] = involved.sum(axis=1).astype(float)
+    out["n_vocabulary_terms"] = present.sum(axis=1).astype(float)
     return out, fever
+
+
+def synthetic_specificity(
+    rng: np.random.Generator, n_terms: np.ndarray, specific_share: np.ndarray | float
+) -> dict[str, np.ndarray]:
+    """n_present_terms, n_specific_terms, phenotype_ic_max and phenotype_ic_sum for rows with `n_terms` present
+    terms, each specific (information content 4-8) with probability `specific_share`, else of IC 1-4."""
+    n_terms = np.asarray(n_terms, dtype=np.int64)
+    n_specific = rng.binomial(n_terms, np.broadcast_to(specific_share, n_terms.shape))
+    n_plain = n_terms - n_specific
+    top_specific = np.where(n_specific > 0, 4.0 + 4.0 * rng.beta(1.0 + n_specific, 1.0), 0.0)
+    top_plain = np.where(n_plain > 0, 1.0 + 3.0 * rng.beta(1.0 + n_plain, 1.0), 0.0)
+    total = n_specific * rng.uniform(4.5, 6.5, n_terms.shape) + n_plain * rng.uniform(1.5, 3.0, n_terms.shape)
+    return {
+        "n_present_terms": n_terms.astype(float),
+        "n_specific_terms": n_specific.astype(float),
+        "phenotype_ic_max": np.maximum(top_specific, top_plain),
+        "phenotype_ic_sum": np.maximum(total, np.maximum(top_specific, top_plain)),
+    }
 
 
 def _history(rng: np.random.Generator, y: np.ndarray, age: np.ndarray, fever: np.ndarray) -> dict[str, np.ndarray]:

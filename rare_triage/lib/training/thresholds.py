@@ -1,8 +1,10 @@
-"""Orphan decision threshold tuned for a target recall, and the "needs review" band below it.
+"""Orphan decision threshold tuned for a target recall within a flag-rate budget, and the "needs review" band.
 
 A missed orphan case costs far more than a false alarm, so the threshold is the highest orphan probability
-that still reaches the target recall on validation data. Encounters between the review threshold (tuned for
-a higher recall) and the orphan threshold are reported as "needs_review" rather than silently cleared.
+that still reaches the target recall on validation data. A clinic can only follow up so many alarms, though:
+when that threshold would flag more than `max_flag_rate` of the non-orphan validation encounters, it is raised
+to the budget and the policy says so (`limited_by`). Encounters between the review threshold (tuned for a
+higher recall) and the orphan threshold are reported as "needs_review" rather than silently cleared.
 """
 
 import math
@@ -16,6 +18,8 @@ from rare_triage.lib import schema
 from rare_triage.lib.training.columns import ORPHAN_INDEX
 
 NEEDS_REVIEW_LABEL = "needs_review"
+LIMITED_BY_RECALL = "target_recall"
+LIMITED_BY_BUDGET = "flag_rate_budget"
 
 
 def threshold_for_recall(is_orphan: np.ndarray, scores: np.ndarray, target_recall: float) -> float:
@@ -29,6 +33,17 @@ def threshold_for_recall(is_orphan: np.ndarray, scores: np.ndarray, target_recal
     return float(positives[max(needed, 1) - 1])
 
 
+def threshold_for_flag_rate(is_orphan: np.ndarray, scores: np.ndarray, max_flag_rate: float) -> float:
+    """The smallest t such that flagging `scores >= t` flags at most `max_flag_rate` of the non-orphan rows."""
+    if not 0.0 < max_flag_rate <= 1.0:
+        raise ValueError(f"max_flag_rate: must be in (0, 1], got {max_flag_rate}")
+    negatives = np.sort(np.asarray(scores, dtype=np.float64)[~np.asarray(is_orphan, dtype=bool)])[::-1]
+    allowed = math.floor(max_flag_rate * len(negatives) + 1e-9)
+    if allowed >= len(negatives):
+        return float(negatives[-1]) if len(negatives) else 0.0
+    return float(np.nextafter(negatives[allowed], np.inf))
+
+
 @dataclass(frozen=True)
 class ThresholdPolicy:
     """Orphan threshold and the lower threshold of the needs-review band, with how they were chosen."""
@@ -37,6 +52,8 @@ class ThresholdPolicy:
     review_threshold: float
     target_recall: float
     review_recall: float
+    max_flag_rate: float = 1.0
+    limited_by_budget: bool = False
 
     def __post_init__(self) -> None:
         if self.review_threshold > self.orphan_threshold:
@@ -44,6 +61,11 @@ class ThresholdPolicy:
                 f"thresholds: review_threshold {self.review_threshold} is above orphan_threshold "
                 f"{self.orphan_threshold}"
             )
+
+    @property
+    def limited_by(self) -> str:
+        """What set the orphan threshold: the target recall, or the flag-rate budget it would have exceeded."""
+        return LIMITED_BY_BUDGET if self.limited_by_budget else LIMITED_BY_RECALL
 
     def thresholds(self) -> dict[str, float]:
         """What the manifest carries as `thresholds`."""
@@ -57,10 +79,13 @@ class ThresholdPolicy:
             "orphan_probability_min": self.review_threshold,
             "orphan_probability_max": self.orphan_threshold,
             "tuned_for_recall": {"orphan": self.target_recall, NEEDS_REVIEW_LABEL: self.review_recall},
+            "max_non_orphan_flag_rate": self.max_flag_rate,
+            "orphan_threshold_limited_by": self.limited_by,
         }
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        """The policy as numbers (for MLflow metrics)."""
+        return {k: float(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_bundle(cls, thresholds: Mapping[str, float], needs_review: Mapping[str, Any]) -> "ThresholdPolicy":
@@ -71,22 +96,36 @@ class ThresholdPolicy:
             review_threshold=float(thresholds.get(NEEDS_REVIEW_LABEL, thresholds[schema.ORPHAN_LABEL])),
             target_recall=float(recalls.get(schema.ORPHAN_LABEL, float("nan"))),
             review_recall=float(recalls.get(NEEDS_REVIEW_LABEL, float("nan"))),
+            max_flag_rate=float(needs_review.get("max_non_orphan_flag_rate", 1.0)),
+            limited_by_budget=needs_review.get("orphan_threshold_limited_by") == LIMITED_BY_BUDGET,
         )
 
 
 def tune_threshold_policy(
-    y: np.ndarray, proba: np.ndarray, target_recall: float = 0.95, review_recall: float = 0.99
+    y: np.ndarray,
+    proba: np.ndarray,
+    target_recall: float = 0.95,
+    review_recall: float = 0.99,
+    max_flag_rate: float = 1.0,
 ) -> ThresholdPolicy:
-    """Thresholds from validation labels (indices into LABELS) and predicted probabilities."""
+    """Thresholds from validation labels (indices into LABELS) and predicted probabilities: the orphan threshold
+    reaches `target_recall` unless that flags more than `max_flag_rate` of the non-orphan rows, in which case it
+    is raised to flag exactly at most that share (1.0: no budget)."""
     if review_recall < target_recall:
         raise ValueError(f"review_recall: must be >= target_recall ({target_recall}), got {review_recall}")
     is_orphan = np.asarray(y) == ORPHAN_INDEX
     scores = np.asarray(proba)[:, ORPHAN_INDEX]
+    for_recall = threshold_for_recall(is_orphan, scores, target_recall)
+    budget = threshold_for_flag_rate(is_orphan, scores, max_flag_rate)
+    review = threshold_for_recall(is_orphan, scores, review_recall)
+    orphan = max(for_recall, budget)
     return ThresholdPolicy(
-        orphan_threshold=threshold_for_recall(is_orphan, scores, target_recall),
-        review_threshold=threshold_for_recall(is_orphan, scores, review_recall),
+        orphan_threshold=orphan,
+        review_threshold=min(review, orphan),
         target_recall=target_recall,
         review_recall=review_recall,
+        max_flag_rate=max_flag_rate,
+        limited_by_budget=budget > for_recall,
     )
 
 

@@ -27,7 +27,9 @@ from rare_triage.lib.training.columns import (
     model_inputs,
 )
 from rare_triage.lib.training.cross_validation import (
+    DEFAULT_SELECTION_TOLERANCE,
     CandidateResult,
+    check_selection_tolerance,
     choose_candidate,
     cross_validate_candidates,
     stratified_sample,
@@ -46,8 +48,12 @@ class TrainingConfig:
     cv_folds: int = 3  # 0: no search, the single servable candidate is trained directly
     cv_max_rows: int = 200_000
     selection_metric: str = "flag_rate_at_target_recall"
+    selection_tolerance: float = DEFAULT_SELECTION_TOLERANCE  # candidates this close to the best: simplest wins
     target_recall: float = 0.95
     review_recall: float = 0.99
+    # share of non-orphan validation encounters the orphan threshold may flag (1.0: no budget); below the
+    # external-validation gate's 5% so that the test window's sampling noise does not cross the gate
+    max_flag_rate: float = 0.04
     calibration: str = "auto"
     params: ModelParams = field(default_factory=ModelParams)
 
@@ -56,10 +62,13 @@ class TrainingConfig:
             raise ValueError(f"target_recall: must be in (0, 1], got {self.target_recall}")
         if not self.target_recall <= self.review_recall <= 1.0:
             raise ValueError(f"review_recall: must be in [target_recall, 1], got {self.review_recall}")
+        if not 0.0 < self.max_flag_rate <= 1.0:
+            raise ValueError(f"max_flag_rate: must be in (0, 1], got {self.max_flag_rate}")
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ValueError(f"cv_folds: must be 0 (no search) or >= 2, got {self.cv_folds}")
         if not self.candidates:
             raise ValueError("candidates: at least one candidate is needed")
+        check_selection_tolerance(self.selection_tolerance)
 
     def specs(self) -> list[CandidateSpec]:
         return [CandidateSpec.parse(name) for name in self.candidates]
@@ -126,7 +135,7 @@ def _train(
     final = calibrate_pipeline(fitted, X_val, y_val, method) if method != "none" else fitted
     timings["calibration_seconds"] = time.perf_counter() - started
     p_val = final.predict_proba(X_val)
-    policy = tune_threshold_policy(y_val, p_val, config.target_recall, config.review_recall)
+    policy = tune_threshold_policy(y_val, p_val, config.target_recall, config.review_recall, config.max_flag_rate)
     return TrainingOutcome(
         pipeline=final,
         spec=best_spec,
@@ -164,7 +173,9 @@ def _search(
         target_recall=config.target_recall,
         log=say,
     )
-    best, reason = choose_candidate(results, config.selection_metric, config.target_recall)
+    best, reason = choose_candidate(
+        results, config.selection_metric, config.target_recall, tolerance=config.selection_tolerance
+    )
     return results, best.spec, reason, len(rows)
 
 

@@ -21,8 +21,10 @@ from rare_triage_tests.lib.training.conftest import Windows
 
 
 def _red_flags(layout: PhenotypeLayout, columns: list[str]) -> list[PhenotypeItem]:
+    """Red-flag terms as specific findings (information content 5; the synthetic orphan rows carry such terms)."""
     ids = layout.vocabulary.loc[layout.vocabulary["group"] == "orphan_red_flag", "hpo_id"].tolist()
-    return phenotype_items(ids, layout.term_rollup, layout.term_system, columns)
+    term_ic = pd.DataFrame({"hpo_id": ids, "information_content": 5.0})
+    return phenotype_items(ids, layout.term_rollup, layout.term_system, columns, term_ic=term_ic)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib.training.robustness import (
+    SPECIFICITY_COLUMNS,
     PhenotypeItem,
     add_incidental_phenotypes,
     add_phenotype,
@@ -69,11 +70,41 @@ def test_items_follow_the_ontology_roll_up_and_skip_untouched_terms() -> None:
     rollup = pd.DataFrame({"hpo_id": ["HP:0000010", "HP:0000010"], "vocab_id": ["HP:0000001", "HP:0000002"]})
     systems = pd.DataFrame({"hpo_id": ["HP:0000010", "HP:0000011"], "system_id": ["HP:0000707", "HP:0000707"]})
     columns = ["hpo_0000001", "sys_0000707"]
-    items = phenotype_items(["HP:0000010", "HP:0000011", "HP:0000099"], rollup, systems, columns, [2.0, 1.0, 5.0])
+    ids = ["HP:0000010", "HP:0000011", "HP:0000099"]
+    items = phenotype_items(ids, rollup, systems, columns, weights=[2.0, 1.0, 5.0])
     assert items == [
         PhenotypeItem("HP:0000010", ("hpo_0000001", "sys_0000707"), 2.0),
         PhenotypeItem("HP:0000011", ("sys_0000707",), 1.0),
     ]
+
+
+def test_with_term_counts_among_the_inputs_every_term_is_an_item_carrying_its_information_content() -> None:
+    rollup = pd.DataFrame({"hpo_id": ["HP:0000010"], "vocab_id": ["HP:0000001"]})
+    systems = pd.DataFrame({"hpo_id": [], "system_id": []})
+    ic = pd.DataFrame({"hpo_id": ["HP:0000010", "HP:0000099"], "information_content": [2.0, 6.5]})
+    columns = ["hpo_0000001", *SPECIFICITY_COLUMNS]
+    items = phenotype_items(["HP:0000010", "HP:0000099", "HP:0000098"], rollup, systems, columns, term_ic=ic)
+    assert items == [
+        PhenotypeItem("HP:0000010", ("hpo_0000001",), 1.0, 2.0),
+        PhenotypeItem("HP:0000099", (), 1.0, 6.5),
+        PhenotypeItem("HP:0000098", (), 1.0, 0.0),
+    ]
+
+
+def test_adding_a_phenotype_counts_it_in_the_specificity_columns() -> None:
+    frame = _frame().assign(
+        n_present_terms=[2.0, 0.0, 1.0],
+        n_specific_terms=[1.0, 0.0, 0.0],
+        phenotype_ic_max=[5.0, 0.0, 2.0],
+        phenotype_ic_sum=[7.0, 0.0, 2.0],
+    )
+    add_phenotype(frame, np.array([True, True, False]), PhenotypeItem("HP:9", (), information_content=4.5))
+    assert frame["n_present_terms"].tolist() == [3.0, 1.0, 1.0]
+    assert frame["n_specific_terms"].tolist() == [2.0, 1.0, 0.0]
+    assert frame["phenotype_ic_max"].tolist() == [5.0, 4.5, 2.0]
+    assert frame["phenotype_ic_sum"].tolist() == [11.5, 4.5, 2.0]
+    after = add_incidental_phenotypes(frame, 1, [PhenotypeItem("HP:8", (), information_content=1.0)], seed=0)
+    assert (after["n_present_terms"] == frame["n_present_terms"] + 1.0).all()
 
 
 def test_robustness_report_has_the_issue_numbers(

@@ -7,6 +7,7 @@ from rare_triage.lib.training.thresholds import (
     decide,
     flag_orphan,
     predict_codes,
+    threshold_for_flag_rate,
     threshold_for_recall,
     tune_threshold_policy,
 )
@@ -66,3 +67,29 @@ def test_policy_round_trips_through_the_bundle_fields() -> None:
     assert policy.needs_review()["orphan_probability_min"] == 0.1
     with pytest.raises(ValueError, match="review_threshold"):
         ThresholdPolicy(0.1, 0.4, 0.95, 0.99)
+
+
+@pytest.mark.parametrize(("rate", "flagged"), [(0.2, 2), (0.25, 2), (0.3, 3), (0.05, 0), (1.0, 10)])
+def test_threshold_for_a_flag_rate_flags_at_most_that_share_of_non_orphans(rate: float, flagged: int) -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.99])
+    is_orphan = np.array([False] * 10 + [True])
+    threshold = threshold_for_flag_rate(is_orphan, scores, rate)
+    assert int((scores[~is_orphan] >= threshold).sum()) == flagged
+    with pytest.raises(ValueError, match="max_flag_rate"):
+        threshold_for_flag_rate(is_orphan, scores, 0.0)
+
+
+def test_a_flag_rate_budget_raises_the_threshold_and_says_so() -> None:
+    rng = np.random.default_rng(0)
+    y = np.array([4] * 50 + [0] * 950)
+    orphan_p = np.concatenate([rng.uniform(0.2, 1.0, 50), rng.uniform(0.0, 0.6, 950)])
+    free = tune_threshold_policy(y, _proba(list(orphan_p)), 0.95, 0.99)
+    assert free.limited_by == "target_recall" and (orphan_p[y == 0] >= free.orphan_threshold).mean() > 0.1
+    capped = tune_threshold_policy(y, _proba(list(orphan_p)), 0.95, 0.99, max_flag_rate=0.04)
+    assert capped.limited_by == "flag_rate_budget"
+    assert (orphan_p[y == 0] >= capped.orphan_threshold).mean() <= 0.04
+    assert capped.review_threshold == free.review_threshold <= capped.orphan_threshold
+    assert capped.needs_review()["orphan_threshold_limited_by"] == "flag_rate_budget"
+    assert ThresholdPolicy.from_bundle(capped.thresholds(), capped.needs_review()) == capped
+    loose = tune_threshold_policy(y, _proba(list(orphan_p)), 0.95, 0.99, max_flag_rate=0.9)
+    assert loose == ThresholdPolicy(**{**free.__dict__, "max_flag_rate": 0.9})

@@ -39,6 +39,8 @@ def test_no_search_trains_the_single_candidate(windows: Windows) -> None:
         ({"review_recall": 0.9}, "review_recall"),
         ({"cv_folds": 1}, "cv_folds"),
         ({"candidates": ()}, "candidates"),
+        ({"selection_tolerance": -0.01}, "selection_tolerance"),
+        ({"selection_tolerance": float("nan")}, "selection_tolerance"),
     ],
 )
 def test_bad_configuration_is_named(kwargs: dict[str, object], message: str) -> None:
