@@ -22,6 +22,7 @@ class DuckDBArrowTypeHandler(DbTypeHandler[pa.Table]):
             connection.register("rt_arrow_output", obj)
             try:
                 connection.execute(f"create table if not exists {target} as select * from rt_arrow_output limit 0")
+                _require_same_columns(connection, target, obj.column_names)
                 connection.execute(f"insert into {target} select * from rt_arrow_output")
             finally:
                 connection.unregister("rt_arrow_output")
@@ -41,6 +42,19 @@ class DuckDBArrowTypeHandler(DbTypeHandler[pa.Table]):
     @property
     def supported_types(self) -> Sequence[type]:
         return [pa.Table]
+
+
+def _require_same_columns(connection: Any, target: str, columns: Sequence[str]) -> None:
+    """Refuse to append rows of another column contract (a table written by an older version of the code)."""
+    stored = [row[0] for row in connection.execute(f"describe {target}").fetchall()]
+    if stored != list(columns):
+        missing = [c for c in columns if c not in stored]
+        extra = [c for c in stored if c not in columns]
+        raise ValueError(
+            f"{target}: the stored table has another column contract (new columns {missing}, columns no longer "
+            f"produced {extra}, or another order); it was written by another version of the features. "
+            f"Re-materialize every partition into a new warehouse (or drop the table) before adding partitions."
+        )
 
 
 class DuckDBWarehouseIOManager(DuckDBIOManager):

@@ -44,7 +44,7 @@ class TriageModelConfig(dg.Config):
     candidates: list[str] = Field(default=list(DEFAULT_CANDIDATES), description="'<model>+<imbalance>[+two_stage]'")
     cv_folds: int = 3
     cv_max_rows: int = Field(default=200_000, description="stratified sample of the training window for the search")
-    selection_metric: str = "flag_rate_at_target_recall"
+    selection_metric: str = "orphan_pr_auc"
     selection_tolerance: float = Field(
         default=0.01,
         description="candidates within this much of the best selection_metric are equivalent and the simplest "

@@ -47,7 +47,7 @@ class TrainingConfig:
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     cv_folds: int = 3  # 0: no search, the single servable candidate is trained directly
     cv_max_rows: int = 200_000
-    selection_metric: str = "flag_rate_at_target_recall"
+    selection_metric: str = "orphan_pr_auc"
     selection_tolerance: float = DEFAULT_SELECTION_TOLERANCE  # candidates this close to the best: simplest wins
     target_recall: float = 0.95
     review_recall: float = 0.99

@@ -64,14 +64,14 @@ def test_choice_is_the_best_servable_by_flag_rate_and_says_why() -> None:
         _result("xgboost+class_weight", 0.05, 0.60),
         _result("xgboost+class_weight+two_stage", 0.03, 0.70),
     ]
-    best, reason = choose_candidate(results, target_recall=0.95)
+    best, reason = choose_candidate(results, "flag_rate_at_target_recall", target_recall=0.95)
     assert best.spec.name == "xgboost+class_weight"
     assert "cannot be exported to ONNX" in reason and "next logistic_regression+class_weight" in reason
 
 
 def test_choice_by_pr_auc_and_ties() -> None:
     results = [_result("logistic_regression+class_weight", 0.05, 0.7), _result("random_forest+smote", 0.05, 0.6)]
-    assert choose_candidate(results)[0].spec.name == "logistic_regression+class_weight"
+    assert choose_candidate(results, "flag_rate_at_target_recall")[0].spec.name == "logistic_regression+class_weight"
     assert choose_candidate(results, "orphan_pr_auc")[0].spec.name == "logistic_regression+class_weight"
     with pytest.raises(ValueError, match="selection_metric"):
         choose_candidate(results, "accuracy")
@@ -86,7 +86,7 @@ def test_within_tolerance_the_simpler_family_wins_and_the_reason_says_so() -> No
         _result("logistic_regression+class_weight", 0.052, 0.60),
         _result("logistic_regression+none", 0.080, 0.50),
     ]
-    chosen, reason = choose_candidate(results, target_recall=0.95, tolerance=0.01)
+    chosen, reason = choose_candidate(results, "flag_rate_at_target_recall", target_recall=0.95, tolerance=0.01)
     assert chosen.spec.name == "logistic_regression+class_weight"
     assert reason.startswith(
         "logistic_regression+class_weight: simplest servable candidate within 0.01 of the best "
@@ -103,22 +103,28 @@ def test_within_tolerance_the_imbalance_order_then_the_metric_break_ties() -> No
         _result("random_forest+random_oversampling", 0.046, 0.7),
         _result("xgboost+class_weight", 0.041, 0.7),
     ]
-    assert choose_candidate(results)[0].spec.name == "random_forest+random_oversampling"
+    assert choose_candidate(results, "flag_rate_at_target_recall")[0].spec.name == "random_forest+random_oversampling"
     same_family = [_result("random_forest+smote", 0.046, 0.7), _result("random_forest+smote", 0.042, 0.7)]
-    assert choose_candidate(same_family)[0].flag_rate_at_target_recall == 0.042
+    assert choose_candidate(same_family, "flag_rate_at_target_recall")[0].flag_rate_at_target_recall == 0.042
 
 
 def test_outside_tolerance_the_better_candidate_wins() -> None:
     results = [_result("xgboost+class_weight", 0.040, 0.7), _result("logistic_regression+class_weight", 0.051, 0.6)]
-    chosen, reason = choose_candidate(results, tolerance=0.01)
+    chosen, reason = choose_candidate(results, "flag_rate_at_target_recall", tolerance=0.01)
     assert chosen.spec.name == "xgboost+class_weight"
     assert reason.startswith("xgboost+class_weight: best servable candidate by flag_rate_at_target_recall")
-    assert choose_candidate(results, tolerance=0.011)[0].spec.name == "logistic_regression+class_weight"
+    assert (
+        choose_candidate(results, "flag_rate_at_target_recall", tolerance=0.011)[0].spec.name
+        == "logistic_regression+class_weight"
+    )
 
 
 def test_the_tolerance_boundary_is_inclusive_despite_float_rounding() -> None:
     results = [_result("xgboost+class_weight", 0.045, 0.7), _result("logistic_regression+class_weight", 0.055, 0.6)]
-    assert choose_candidate(results, tolerance=0.01)[0].spec.name == "logistic_regression+class_weight"
+    assert (
+        choose_candidate(results, "flag_rate_at_target_recall", tolerance=0.01)[0].spec.name
+        == "logistic_regression+class_weight"
+    )
 
 
 @pytest.mark.parametrize("metric", ["flag_rate_at_target_recall", "orphan_pr_auc"])
@@ -160,7 +166,7 @@ def test_a_two_stage_model_within_tolerance_is_never_chosen() -> None:
         _result("xgboost+smote", 0.048, 0.7),
         _result("xgboost+class_weight", 0.055, 0.7),
     ]
-    chosen, reason = choose_candidate(results, tolerance=1.0)
+    chosen, reason = choose_candidate(results, "flag_rate_at_target_recall", tolerance=1.0)
     assert chosen.spec.name == "xgboost+class_weight"
     assert "(xgboost+smote 0.0480)" in reason
     assert "best overall was xgboost+class_weight+two_stage" in reason and "cannot be exported to ONNX" in reason
