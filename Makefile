@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export RARE_TRIAGE_HOME ?= $(CURDIR)/.rare_triage
 export DAGSTER_HOME ?= $(RARE_TRIAGE_HOME)/dagster_home
-DAYS ?= 7
+DAYS ?= 35
 
 .PHONY: setup run ui test lint bench clean
 

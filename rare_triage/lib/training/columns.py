@@ -12,6 +12,7 @@ from rare_triage.lib.features import feature_columns
 VOCABULARY_PREFIX = "hpo_"
 SYSTEM_PREFIX = "sys_"
 SHORTCUT_COLUMNS = ("symptom_duration_days", "prior_visits_365d")
+SPECIFICITY_COLUMNS = ("n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum")
 VITAL_COLUMNS = tuple(name for name, _unit, _low, _high in schema.VITAL_LOINC.values())
 NON_FEATURE_COLUMNS = (*schema.FEATURE_KEY_COLUMNS, schema.LABEL_COLUMN)
 ORPHAN_INDEX = schema.LABELS.index(schema.ORPHAN_LABEL)
@@ -21,6 +22,7 @@ FEATURE_SETS = (
     FEATURE_SET_ALL,
     "without_duration_visits",  # every feature but the two shortcut candidates
     "vocabulary_systems_age_sex",  # what the prototype of the issue used
+    "phenotype_age_sex",  # the same plus phenotype specificity: everything a published case report holds
     "vocabulary_age_sex",  # the vocabulary alone (no organ-system groups)
     "duration_visits_only",  # the shortcut probe: how far duration and visit history go alone
 )
@@ -69,6 +71,8 @@ def feature_set_columns(name: str, table_columns: Sequence[str]) -> list[str]:
             chosen = [c for c in everything if c not in SHORTCUT_COLUMNS]
         case "vocabulary_systems_age_sex":
             chosen = ["sex", "age_years", *vocab, *systems, "n_systems_involved"]
+        case "phenotype_age_sex":
+            chosen = ["sex", "age_years", *vocab, *systems, "n_systems_involved", *SPECIFICITY_COLUMNS]
         case "vocabulary_age_sex":
             chosen = ["sex", "age_years", *vocab]
         case _:  # "duration_visits_only"

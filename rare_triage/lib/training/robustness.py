@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.training.columns import ORPHAN_INDEX, SYSTEM_PREFIX
+from rare_triage.lib.training.columns import ORPHAN_INDEX, SPECIFICITY_COLUMNS, SYSTEM_PREFIX
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan
 
 
@@ -26,9 +26,6 @@ class PhenotypeItem:
     columns: tuple[str, ...]
     weight: float = 1.0
     information_content: float = 0.0
-
-
-SPECIFICITY_COLUMNS = ("n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum")
 
 
 def phenotype_items(

@@ -1,0 +1,26 @@
+"""The main-job command line: partition keys and its argument checks (the jobs themselves are tested elsewhere)."""
+
+import datetime as dt
+
+import pytest
+
+from rare_triage.cli import MIN_TRAINING_DAYS, demo_partitions, run_demo
+
+
+def test_demo_partitions_end_on_the_given_day_in_order() -> None:
+    keys = demo_partitions(3, dt.date(2025, 3, 10))
+    assert keys == ["2025-03-08", "2025-03-09", "2025-03-10"]
+
+
+@pytest.mark.parametrize(
+    ("days", "end", "message"),
+    [(0, dt.date(2025, 3, 10), "--days: must be at least 1"), (5, dt.date(2024, 1, 2), "partitions start on")],
+)
+def test_bad_partition_ranges_are_named(days: int, end: dt.date, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        demo_partitions(days, end)
+
+
+def test_training_asks_for_enough_days_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match=f"--days: training needs at least {MIN_TRAINING_DAYS} days, got 7"):
+        run_demo(7, dt.date(2025, 3, 10), train=True)
