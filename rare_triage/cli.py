@@ -36,8 +36,28 @@ def demo_partitions(days: int, end: dt.date) -> list[str]:
     return keys
 
 
+def check_lines(evaluations: Sequence[dg.AssetCheckEvaluation], only_failed: bool) -> list[str]:
+    """One line per asset check evaluation: passed, warn (a failed warning check) or FAILED, the check, and its
+    description when it has one."""
+    lines = []
+    for evaluation in evaluations:
+        if only_failed and evaluation.passed:
+            continue
+        description = f": {evaluation.description}" if evaluation.description else ""
+        if evaluation.passed:
+            state = "passed"
+        else:
+            state = "warn" if evaluation.severity == dg.AssetCheckSeverity.WARN else "FAILED"
+        lines.append(f"  {state:6s} {evaluation.asset_key.to_user_string()} {evaluation.check_name}{description}")
+    return lines
+
+
 def _execute(
-    defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance, partition_key: str | None = None
+    defs: dg.Definitions,
+    job_name: str,
+    instance: dg.DagsterInstance,
+    partition_key: str | None = None,
+    every_check: bool = False,
 ) -> None:
     job = defs.resolve_job_def(job_name)
     run_config = {"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}}
@@ -45,6 +65,9 @@ def _execute(
         run_config=run_config, instance=instance, partition_key=partition_key, raise_on_error=False
     )
     label = f"{job_name}[{partition_key}]" if partition_key else job_name
+    lines = check_lines(result.get_asset_check_evaluations(), only_failed=not every_check)
+    if lines:
+        print(f"{label} checks:\n" + "\n".join(lines), flush=True)
     if not result.success:
         raise SystemExit(f"{label} failed (run {result.run_id}); open the Dagster UI to see why")
     print(f"{label}: ok (run {result.run_id})", flush=True)
@@ -69,7 +92,7 @@ def run_demo(days: int, end: dt.date, train: bool = True) -> None:
         _execute(defs, "daily_ingest_job", instance, key)
     print(f"\nMaterialized {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) in {rare_triage_home()}.")
     if train:
-        _execute(defs, TRAIN_JOB, instance)
+        _execute(defs, TRAIN_JOB, instance, every_check=True)
         print(status(os.environ))
     print("Open the Dagster UI on this result: make ui  ->  http://127.0.0.1:3000/asset-groups")
 

@@ -2,9 +2,10 @@
 
 import datetime as dt
 
+import dagster as dg
 import pytest
 
-from rare_triage.cli import MIN_TRAINING_DAYS, demo_partitions, run_demo
+from rare_triage.cli import MIN_TRAINING_DAYS, check_lines, demo_partitions, run_demo
 
 
 def test_demo_partitions_end_on_the_given_day_in_order() -> None:
@@ -24,3 +25,19 @@ def test_bad_partition_ranges_are_named(days: int, end: dt.date, message: str) -
 def test_training_asks_for_enough_days_before_anything_runs() -> None:
     with pytest.raises(ValueError, match=f"--days: training needs at least {MIN_TRAINING_DAYS} days, got 7"):
         run_demo(7, dt.date(2025, 3, 10), train=True)
+
+
+def test_check_lines_say_which_check_failed_and_why() -> None:
+    key = dg.AssetKey(["model_evaluation"])
+    evaluations = [
+        dg.AssetCheckEvaluation(asset_key=key, check_name="orphan_recall_gate", passed=True, description="0.93"),
+        dg.AssetCheckEvaluation(asset_key=key, check_name="orphan_pr_auc_gate", passed=False, description="0.01"),
+        dg.AssetCheckEvaluation(
+            asset_key=key, check_name="share", passed=False, severity=dg.AssetCheckSeverity.WARN, description=None
+        ),
+    ]
+    assert check_lines(evaluations, only_failed=True) == [
+        "  FAILED model_evaluation orphan_pr_auc_gate: 0.01",
+        "  warn   model_evaluation share",
+    ]
+    assert check_lines(evaluations, only_failed=False)[0] == "  passed model_evaluation orphan_recall_gate: 0.93"
