@@ -52,6 +52,11 @@ class TriageModelConfig(dg.Config):
     )
     target_recall: float = Field(default=0.95, description="orphan recall the threshold is tuned for (validation)")
     review_recall: float = Field(default=0.99, description="recall the lower needs-review threshold is tuned for")
+    recall_confidence: float = Field(
+        default=0.9,
+        description="the threshold reaches target_recall at this one-sided confidence over the validation orphans "
+        "(Wilson lower bound; 0.5: the point estimate)",
+    )
     max_flag_rate: float = Field(
         default=0.04,
         description="flag-rate budget: the orphan threshold never flags more than this share of non-orphan "
@@ -96,6 +101,7 @@ class TriageModelConfig(dg.Config):
             target_recall=self.target_recall,
             review_recall=self.review_recall,
             max_flag_rate=self.max_flag_rate,
+            recall_confidence=self.recall_confidence,
             calibration=self.calibration,
             params=self.model_params(),
         )

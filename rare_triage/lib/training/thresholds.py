@@ -1,7 +1,9 @@
 """Orphan decision threshold tuned for a target recall within a flag-rate budget, and the "needs review" band.
 
 A missed orphan case costs far more than a false alarm, so the threshold is the highest orphan probability
-that still reaches the target recall on validation data. A clinic can only follow up so many alarms, though:
+that still reaches the target recall on validation data, by default with 90% confidence (a one-sided Wilson
+lower bound over the validation orphans: a few hundred cases make the point estimate move by several points
+between windows). A clinic can only follow up so many alarms, though:
 when that threshold would flag more than `max_flag_rate` of the non-orphan validation encounters, it is raised
 to the budget and the policy says so (`limited_by`). Encounters between the review threshold (tuned for a
 higher recall) and the orphan threshold are reported as "needs_review" rather than silently cleared.
@@ -10,6 +12,7 @@ higher recall) and the orphan threshold are reported as "needs_review" rather th
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -22,14 +25,34 @@ LIMITED_BY_RECALL = "target_recall"
 LIMITED_BY_BUDGET = "flag_rate_budget"
 
 
-def threshold_for_recall(is_orphan: np.ndarray, scores: np.ndarray, target_recall: float) -> float:
-    """The largest t such that flagging `scores >= t` catches at least `target_recall` of the positives."""
+def recall_lower_bound(caught: np.ndarray, n: int, confidence: float) -> np.ndarray:
+    """One-sided Wilson score lower bound of the recall caught / n at `confidence` (0.5: the point estimate)."""
+    if not 0.5 <= confidence < 1.0:
+        raise ValueError(f"recall_confidence: must be in [0.5, 1), got {confidence}")
+    z = float(NormalDist().inv_cdf(confidence))
+    p = np.asarray(caught, dtype=np.float64) / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return np.asarray((centre - spread) / (1 + z * z / n))
+
+
+def threshold_for_recall(
+    is_orphan: np.ndarray, scores: np.ndarray, target_recall: float, confidence: float = 0.5
+) -> float:
+    """The largest t such that flagging `scores >= t` catches at least `target_recall` of the positives, with
+    `confidence` > 0.5 asking that the one-sided Wilson lower bound of the recall reaches it (all positives when
+    no threshold does)."""
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target_recall: must be in (0, 1], got {target_recall}")
     positives = np.sort(np.asarray(scores, dtype=np.float64)[np.asarray(is_orphan, dtype=bool)])[::-1]
     if len(positives) == 0:
         raise ValueError("label: no orphan row to tune the threshold on (widen the validation window)")
-    needed = math.ceil(target_recall * len(positives) - 1e-9)
+    if confidence == 0.5:
+        needed = math.ceil(target_recall * len(positives) - 1e-9)
+    else:
+        bounds = recall_lower_bound(np.arange(1, len(positives) + 1), len(positives), confidence)
+        reaching = np.flatnonzero(bounds >= target_recall - 1e-12)
+        needed = int(reaching[0]) + 1 if len(reaching) else len(positives)
     return float(positives[max(needed, 1) - 1])
 
 
@@ -54,6 +77,7 @@ class ThresholdPolicy:
     review_recall: float
     max_flag_rate: float = 1.0
     limited_by_budget: bool = False
+    recall_confidence: float = 0.5
 
     def __post_init__(self) -> None:
         if self.review_threshold > self.orphan_threshold:
@@ -79,6 +103,7 @@ class ThresholdPolicy:
             "orphan_probability_min": self.review_threshold,
             "orphan_probability_max": self.orphan_threshold,
             "tuned_for_recall": {"orphan": self.target_recall, NEEDS_REVIEW_LABEL: self.review_recall},
+            "recall_confidence": self.recall_confidence,
             "max_non_orphan_flag_rate": self.max_flag_rate,
             "orphan_threshold_limited_by": self.limited_by,
         }
@@ -98,24 +123,28 @@ class ThresholdPolicy:
             review_recall=float(recalls.get(NEEDS_REVIEW_LABEL, float("nan"))),
             max_flag_rate=float(needs_review.get("max_non_orphan_flag_rate", 1.0)),
             limited_by_budget=needs_review.get("orphan_threshold_limited_by") == LIMITED_BY_BUDGET,
+            recall_confidence=float(needs_review.get("recall_confidence", 0.5)),
         )
 
 
 def tune_threshold_policy(
     y: np.ndarray,
     proba: np.ndarray,
+    *,
     target_recall: float = 0.95,
     review_recall: float = 0.99,
     max_flag_rate: float = 1.0,
+    recall_confidence: float = 0.5,
 ) -> ThresholdPolicy:
     """Thresholds from validation labels (indices into LABELS) and predicted probabilities: the orphan threshold
-    reaches `target_recall` unless that flags more than `max_flag_rate` of the non-orphan rows, in which case it
-    is raised to flag exactly at most that share (1.0: no budget)."""
+    reaches `target_recall` (at `recall_confidence`: see threshold_for_recall) unless that flags more than
+    `max_flag_rate` of the non-orphan rows, in which case it is raised to flag at most that share (1.0: no
+    budget). The review threshold reaches `review_recall` (point estimate), never above the orphan threshold."""
     if review_recall < target_recall:
         raise ValueError(f"review_recall: must be >= target_recall ({target_recall}), got {review_recall}")
     is_orphan = np.asarray(y) == ORPHAN_INDEX
     scores = np.asarray(proba)[:, ORPHAN_INDEX]
-    for_recall = threshold_for_recall(is_orphan, scores, target_recall)
+    for_recall = threshold_for_recall(is_orphan, scores, target_recall, recall_confidence)
     budget = threshold_for_flag_rate(is_orphan, scores, max_flag_rate)
     review = threshold_for_recall(is_orphan, scores, review_recall)
     orphan = max(for_recall, budget)
@@ -126,6 +155,7 @@ def tune_threshold_policy(
         review_recall=review_recall,
         max_flag_rate=max_flag_rate,
         limited_by_budget=budget > for_recall,
+        recall_confidence=recall_confidence,
     )
 
 

@@ -54,6 +54,7 @@ class TrainingConfig:
     # share of non-orphan validation encounters the orphan threshold may flag (1.0: no budget); below the
     # external-validation gate's 5% so that the test window's sampling noise does not cross the gate
     max_flag_rate: float = 0.04
+    recall_confidence: float = 0.9  # the target recall is reached at this one-sided confidence (0.5: point estimate)
     calibration: str = "auto"
     params: ModelParams = field(default_factory=ModelParams)
 
@@ -62,6 +63,8 @@ class TrainingConfig:
             raise ValueError(f"target_recall: must be in (0, 1], got {self.target_recall}")
         if not self.target_recall <= self.review_recall <= 1.0:
             raise ValueError(f"review_recall: must be in [target_recall, 1], got {self.review_recall}")
+        if not 0.5 <= self.recall_confidence < 1.0:
+            raise ValueError(f"recall_confidence: must be in [0.5, 1), got {self.recall_confidence}")
         if not 0.0 < self.max_flag_rate <= 1.0:
             raise ValueError(f"max_flag_rate: must be in (0, 1], got {self.max_flag_rate}")
         if self.cv_folds == 1 or self.cv_folds < 0:
@@ -135,7 +138,14 @@ def _train(
     final = calibrate_pipeline(fitted, X_val, y_val, method) if method != "none" else fitted
     timings["calibration_seconds"] = time.perf_counter() - started
     p_val = final.predict_proba(X_val)
-    policy = tune_threshold_policy(y_val, p_val, config.target_recall, config.review_recall, config.max_flag_rate)
+    policy = tune_threshold_policy(
+        y_val,
+        p_val,
+        target_recall=config.target_recall,
+        review_recall=config.review_recall,
+        max_flag_rate=config.max_flag_rate,
+        recall_confidence=config.recall_confidence,
+    )
     return TrainingOutcome(
         pipeline=final,
         spec=best_spec,
