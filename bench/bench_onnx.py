@@ -21,15 +21,23 @@ import pandas as pd
 from rare_triage.lib.bucket import bucket_from_uri
 from rare_triage.lib.onnx_export import FeatureSpec, export_pipeline_to_onnx, feature_spec_from_pipeline
 from rare_triage.lib.onnx_export.feature_spec import to_serving_matrix
-from rare_triage.lib.onnx_export.speed import NativeTimer, OnnxTimer, tile_rows
+from rare_triage.lib.onnx_export.speed import (
+    MAX_SINGLE_ROW_MS,
+    MIN_BATCH_SPEEDUP,
+    MIN_SINGLE_ROW_SPEEDUP,
+    NativeTimer,
+    OnnxTimer,
+    single_threaded,
+    tile_rows,
+)
 from rare_triage.lib.onnx_export.synthetic import MODEL_KINDS, synthetic_frame, synthetic_trained_model
 from rare_triage.lib.publication import served_model
 
 BATCH_ROWS = 100_000
-TARGET_SINGLE_RATIO = 20.0
-TARGET_BATCH_RATIO = 1.0
+TARGET_SINGLE_RATIO = MIN_SINGLE_ROW_SPEEDUP
+TARGET_BATCH_RATIO = MIN_BATCH_SPEEDUP
 TARGET_SIZE_BYTES = 20 * 1024 * 1024
-TARGET_SINGLE_MS = 0.5
+TARGET_SINGLE_MS = MAX_SINGLE_ROW_MS
 
 
 def frame_for_spec(spec: FeatureSpec, n: int, seed: int = 7) -> pd.DataFrame:
@@ -45,18 +53,6 @@ def frame_for_spec(spec: FeatureSpec, n: int, seed: int = 7) -> pd.DataFrame:
         else:
             columns[column.name] = (rng.random(n) < 0.05).astype(float)
     return pd.DataFrame(columns)
-
-
-def single_threaded(pipeline: Any) -> Any:
-    """Set n_jobs / nthread = 1 on every step that has it: the comparison is one core against one core."""
-    for _, step in getattr(pipeline, "steps", []):
-        for inner in (step, getattr(step, "estimator", None)):
-            if inner is not None and "n_jobs" in inner.get_params(deep=False):
-                inner.set_params(n_jobs=1)
-        for calibrated in getattr(step, "calibrated_classifiers_", []):
-            if "n_jobs" in calibrated.estimator.get_params(deep=False):
-                calibrated.estimator.set_params(n_jobs=1)
-    return pipeline
 
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:

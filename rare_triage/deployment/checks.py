@@ -6,12 +6,20 @@ from rare_triage import constants as c
 from rare_triage.deployment.resources import ModelBucketResource
 from rare_triage.lib.model_bundle import TrainedModel
 from rare_triage.lib.onnx_export import PROBABILITY_TOLERANCE, ExportedModel, parity_report
+from rare_triage.lib.onnx_export.speed import (
+    MAX_SINGLE_ROW_MS,
+    MIN_BATCH_SPEEDUP,
+    MIN_SINGLE_ROW_SPEEDUP,
+    serving_speed,
+)
 from rare_triage.lib.promotion import DEV
 from rare_triage.lib.publication import IntegrityError, served_model
 
 ONNX_PARITY = "onnx_parity"
 ONNX_SIZE = "onnx_size_under_limit"
+ONNX_SERVING_SPEED = "onnx_serving_speed"
 DEV_SERVES_PUBLISHED = "dev_serves_published_version"
+SPEED_BATCH_ROWS = 20_000
 MAX_ONNX_BYTES = 20 * 1024 * 1024  # served from a clinician's laptop
 
 
@@ -48,6 +56,34 @@ def onnx_size(onnx_model: ExportedModel) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=onnx_model.size_bytes < MAX_ONNX_BYTES,
         metadata={"onnx_bytes": onnx_model.size_bytes, "limit_bytes": MAX_ONNX_BYTES},
+    )
+
+
+@dg.asset_check(
+    asset=c.ONNX_MODEL,
+    name=ONNX_SERVING_SPEED,
+    blocking=False,
+    additional_ins={"triage_model": dg.AssetIn(key=c.TRIAGE_MODEL)},
+    description=f"Serving targets, one core each, on test rows: ONNX Runtime at least {MIN_SINGLE_ROW_SPEEDUP:g}x "
+    f"faster than the native pipeline on one row and under {MAX_SINGLE_ROW_MS} ms, and at least "
+    f"{MIN_BATCH_SPEEDUP:g}x its throughput on {SPEED_BATCH_ROWS:,} rows. A warning: timings move with the "
+    "machine's load (bench/bench_onnx.py measures on 100,000 rows), and tree boosting is slower under ONNX Runtime.",
+)
+def onnx_serving_speed(onnx_model: ExportedModel, triage_model: TrainedModel) -> dg.AssetCheckResult:
+    window = triage_model.test_features
+    if window is None or len(window) == 0:
+        return dg.AssetCheckResult(
+            passed=False, severity=dg.AssetCheckSeverity.WARN, description="no test_features to time on"
+        )
+    report = serving_speed(
+        triage_model.pipeline, onnx_model.onnx_bytes, window, onnx_model.spec, batch_rows=SPEED_BATCH_ROWS
+    )
+    return dg.AssetCheckResult(
+        passed=report["targets_met"],
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"batch {report['batch_speedup']:.2f}x native, single row {report['single_row_speedup']:.0f}x "
+        f"native at {report['onnx_single_row_ms']:.3f} ms",
+        metadata={k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()},
     )
 
 

@@ -14,7 +14,7 @@ from dagster_aws.s3 import S3Resource
 
 from rare_triage import constants as c
 from rare_triage.deployment import DEPLOYMENT_ASSETS, DEPLOYMENT_CHECKS, DEPLOYMENT_JOBS, ModelBucketResource
-from rare_triage.deployment.checks import ONNX_PARITY, ONNX_SIZE
+from rare_triage.deployment.checks import ONNX_PARITY, ONNX_SERVING_SPEED, ONNX_SIZE
 from rare_triage.deployment.gating import required_check_keys
 from rare_triage.lib import bucket as bucket_lib
 from rare_triage.lib.model_bundle import TrainedModel
@@ -116,6 +116,10 @@ def test_publishing_writes_a_verified_version_and_moves_dev(
     onnx_meta = result.asset_materializations_for_node("onnx_model")[0].metadata
     assert {"onnx_bytes", "single_row_ms", "batch_rows_per_s", "sha256"} <= set(onnx_meta)
     assert onnx_meta["single_row_ms"].value > 0
+    speed = _check(result, ONNX_SERVING_SPEED)  # measured and shown, a warning only: timings move with load
+    assert speed.severity == dg.AssetCheckSeverity.WARN
+    assert {"batch_speedup", "single_row_speedup", "targets_met"} <= set(speed.metadata)
+    assert speed.passed is speed.metadata["targets_met"].value
 
     bucket = bucket_lib.LocalBucket(tmp_path)
     pointer, manifest, onnx_bytes = served_model(bucket, "dev")

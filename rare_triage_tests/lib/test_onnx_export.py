@@ -30,7 +30,14 @@ from rare_triage.lib.onnx_export import (
     spec_from_onnx,
     to_serving_matrix,
 )
-from rare_triage.lib.onnx_export.speed import onnx_speed, tile_rows
+from rare_triage.lib.onnx_export.speed import (
+    MAX_SINGLE_ROW_MS,
+    MIN_BATCH_SPEEDUP,
+    MIN_SINGLE_ROW_SPEEDUP,
+    onnx_speed,
+    serving_speed,
+    tile_rows,
+)
 from rare_triage.lib.onnx_export.synthetic import feature_columns, synthetic_frame, synthetic_trained_model
 
 CATEGORICAL, NUMERIC = feature_columns()
@@ -324,3 +331,22 @@ def test_speed_figures_are_reported_for_single_rows_and_batches(test_window: pd.
     assert len(tile_rows(test_window, 7)) == 7
     with pytest.raises(ValueError, match="no rows to time"):
         tile_rows(matrix[:0], 10)
+
+
+def test_serving_speed_compares_onnx_with_the_native_pipeline_on_one_thread(test_window: pd.DataFrame) -> None:
+    model = synthetic_trained_model("xgb", n=800, seed=9)
+    spec, onnx_bytes = _export(model.pipeline)
+
+    report = serving_speed(model.pipeline, onnx_bytes, test_window, spec, batch_rows=500, repeats=5, rounds=1)
+
+    classifier = model.pipeline.steps[-1][1]
+    assert classifier.get_params()["n_jobs"] == 1  # set in place: one core against one core
+    assert report["batch_rows"] == 500
+    assert report["batch_speedup"] == pytest.approx(report["onnx_batch_rows_per_s"] / report["native_batch_rows_per_s"])
+    assert report["single_row_speedup"] == pytest.approx(report["native_single_row_ms"] / report["onnx_single_row_ms"])
+    expected = (
+        report["batch_speedup"] >= MIN_BATCH_SPEEDUP
+        and report["single_row_speedup"] >= MIN_SINGLE_ROW_SPEEDUP
+        and report["onnx_single_row_ms"] < MAX_SINGLE_ROW_MS
+    )
+    assert report["targets_met"] is expected
