@@ -175,8 +175,9 @@ def triage_model(
     if outcome.policy.limited_by_budget:
         context.log.warning(
             f"orphan threshold raised to the flag-rate budget ({outcome.policy.max_flag_rate:.0%} of non-orphan "
-            f"validation encounters): validation orphan recall {outcome.validation_metrics['orphan_recall']:.3f} "
-            f"instead of the target {outcome.policy.target_recall}; the needs-review band keeps the rest in sight"
+            f"validation encounters): validation orphan recall {outcome.validation_metrics['orphan_recall']:.3f}, "
+            f"short of the target {outcome.policy.target_recall} at {outcome.policy.recall_confidence:.0%} "
+            "confidence; the needs-review band keeps the rest in sight"
         )
     if validation_orphans < MIN_VALIDATION_ORPHANS:
         context.log.warning(
