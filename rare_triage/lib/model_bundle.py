@@ -43,6 +43,9 @@ class TrainedModel:
     vocabulary: list[dict[str, str]]  # [{"hpo_id": "HP:0001945", "label": "Fever"}, ...]
     systems: list[dict[str, str]]  # organ-system groups under HP:0000118, same shape
     test_features: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    # HPO id -> phenotype inputs, for the service (see lib/phenotype_encoding.py); empty for models trained outside
+    # the platform's features
+    phenotype_encoding: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_trained_model(self)

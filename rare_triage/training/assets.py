@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 from duckdb import CatalogException
 
 from rare_triage import constants as c
+from rare_triage.lib.phenotype_encoding import phenotype_encoding
 from rare_triage.lib.training import tracking
 from rare_triage.lib.training.columns import ORPHAN_INDEX, label_codes
 from rare_triage.lib.training.model import build_triage_model
@@ -166,6 +167,7 @@ def triage_model(
             hpo_release=ref.hpo_release,
             vocabulary=ref.vocabulary,
             systems=ref.systems,
+            phenotype_encoding=phenotype_encoding(ref),
             model_params=training_config.params.as_dict(),
             mlflow_run_id=run.info.run_id,
             mlflow_model_version=version,

@@ -68,6 +68,7 @@ def test_bundle_is_a_valid_trained_model_with_its_provenance(
         hpo_release="2025-01-16",
         vocabulary=layout.vocabulary,
         systems=systems,
+        phenotype_encoding={"format": "test"},
         model_params=SMALL_PARAMS.as_dict(),
         mlflow_run_id="run",
         mlflow_model_version="3",
@@ -79,6 +80,7 @@ def test_bundle_is_a_valid_trained_model_with_its_provenance(
     assert model.needs_review["label"] == "needs_review"
     assert model.test_features is not None and list(model.test_features.columns) == model.feature_columns
     assert len(model.vocabulary) == len([c for c in model.feature_columns if c.startswith("hpo_")])
+    assert model.phenotype_encoding == {"format": "test"}
     merged = with_evaluation_metrics(model, {"orphan_recall": 0.93}, {"external_validation_share": 0.9})
     assert merged.metrics["orphan_recall"] == 0.93 and merged.metrics["external_validation_share"] == 0.9
     assert merged.metrics["test_orphan_recall"] == 0.93
