@@ -23,6 +23,18 @@ SPEED_BATCH_ROWS = 20_000
 MAX_ONNX_BYTES = 20 * 1024 * 1024  # served from a clinician's laptop
 
 
+def _no_test_window(
+    triage_model: TrainedModel, what: str, severity: dg.AssetCheckSeverity
+) -> dg.AssetCheckResult | None:
+    """The result of a check that needs the test window, when the bundle carries none; else None."""
+    window = triage_model.test_features
+    if window is not None and len(window):
+        return None
+    return dg.AssetCheckResult(
+        passed=False, severity=severity, description=f"triage_model carries no test_features: {what}"
+    )
+
+
 @dg.asset_check(
     asset=c.ONNX_MODEL,
     name=ONNX_PARITY,
@@ -32,13 +44,15 @@ MAX_ONNX_BYTES = 20 * 1024 * 1024  # served from a clinician's laptop
     f"every row and no probability differs by more than {PROBABILITY_TOLERANCE}.",
 )
 def onnx_parity(onnx_model: ExportedModel, triage_model: TrainedModel) -> dg.AssetCheckResult:
-    window = triage_model.test_features
-    if window is None or len(window) == 0:
-        return dg.AssetCheckResult(
-            passed=False, description="triage_model carries no test_features: parity cannot be shown on nothing"
-        )
+    missing = _no_test_window(triage_model, "parity cannot be shown on nothing", dg.AssetCheckSeverity.ERROR)
+    if missing is not None:
+        return missing
     report = parity_report(
-        triage_model.pipeline, onnx_model.onnx_bytes, window, spec=onnx_model.spec, thresholds=triage_model.thresholds
+        triage_model.pipeline,
+        onnx_model.onnx_bytes,
+        triage_model.test_features,
+        spec=onnx_model.spec,
+        thresholds=triage_model.thresholds,
     )
     return dg.AssetCheckResult(
         passed=report["passed"],
@@ -70,13 +84,15 @@ def onnx_size(onnx_model: ExportedModel) -> dg.AssetCheckResult:
     "machine's load (bench/bench_onnx.py measures on 100,000 rows), and tree boosting is slower under ONNX Runtime.",
 )
 def onnx_serving_speed(onnx_model: ExportedModel, triage_model: TrainedModel) -> dg.AssetCheckResult:
-    window = triage_model.test_features
-    if window is None or len(window) == 0:
-        return dg.AssetCheckResult(
-            passed=False, severity=dg.AssetCheckSeverity.WARN, description="no test_features to time on"
-        )
+    missing = _no_test_window(triage_model, "nothing to time on", dg.AssetCheckSeverity.WARN)
+    if missing is not None:
+        return missing
     report = serving_speed(
-        triage_model.pipeline, onnx_model.onnx_bytes, window, onnx_model.spec, batch_rows=SPEED_BATCH_ROWS
+        triage_model.pipeline,
+        onnx_model.onnx_bytes,
+        triage_model.test_features,
+        onnx_model.spec,
+        batch_rows=SPEED_BATCH_ROWS,
     )
     return dg.AssetCheckResult(
         passed=report["targets_met"],

@@ -158,6 +158,8 @@ AGE_TOP_CODE: Final = 90
 
 FEATURE_KEY_COLUMNS: Final = ("encounter_key", "patient_key", "partition_day")
 FEATURE_CATEGORICAL_COLUMNS: Final = ("sex", "age_band", "centre_id", "centre_level", "region", "consultation_type")
+# phenotype specificity of the present terms (see features.py and SPECIFIC_TERM_IC)
+SPECIFICITY_COLUMNS: Final = ("n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum")
 FEATURE_NUMERIC_COLUMNS: Final = (
     "age_years",
     "temperature_c",
@@ -172,10 +174,7 @@ FEATURE_NUMERIC_COLUMNS: Final = (
     "comorbidity_count",
     "prior_visits_365d",
     "n_systems_involved",
-    "n_present_terms",
-    "n_specific_terms",
-    "phenotype_ic_max",
-    "phenotype_ic_sum",
+    *SPECIFICITY_COLUMNS,
 )
 # A present term is "specific" when at most e^-4 (1.8%) of the ORPHA diseases are annotated with it or below it.
 SPECIFIC_TERM_IC: Final = 4.0

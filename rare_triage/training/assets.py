@@ -109,9 +109,9 @@ def triage_model(
     ref = reference_from_frames(reference)
     training_config = config.training_config()
     fingerprint = tracking.data_fingerprint([training_set.train, training_set.validation])
-    revision = tracking.code_revision()
     partitions = training_set.partitions()
-    tags = {"dagster_run_id": context.run.run_id, "dagster_asset": "triage_model", "code_revision": revision}
+    tags = tracking.asset_run_tags(context.run.run_id, "triage_model")
+    revision = tags["code_revision"]
     with mlflow.start_run("triage_model", tags={**tags, "data_fingerprint": fingerprint}) as run:
         tracking.log_params(
             {

@@ -9,6 +9,7 @@ from rare_triage.lib.training.columns import FEATURE_SET_ALL
 from rare_triage.lib.training.train import TrainingConfig
 
 FEATURES_TABLE = "features.encounter_features"
+_TRAINING = TrainingConfig()  # the library's defaults, mirrored by TriageModelConfig
 
 
 class TrainingSetConfig(dg.Config):
@@ -44,21 +45,25 @@ class TriageModelConfig(dg.Config):
     candidates: list[str] = Field(default=list(DEFAULT_CANDIDATES), description="'<model>+<imbalance>[+two_stage]'")
     cv_folds: int = 3
     cv_max_rows: int = Field(default=200_000, description="stratified sample of the training window for the search")
-    selection_metric: str = "orphan_pr_auc"
+    selection_metric: str = _TRAINING.selection_metric
     selection_tolerance: float = Field(
-        default=0.01,
+        default=_TRAINING.selection_tolerance,
         description="candidates within this much of the best selection_metric are equivalent and the simplest "
         "(logistic_regression < random_forest < xgboost, then imbalance strategy) is chosen; 0 = best only",
     )
-    target_recall: float = Field(default=0.95, description="orphan recall the threshold is tuned for (validation)")
-    review_recall: float = Field(default=0.99, description="recall the lower needs-review threshold is tuned for")
+    target_recall: float = Field(
+        default=_TRAINING.target_recall, description="orphan recall the threshold is tuned for (validation)"
+    )
+    review_recall: float = Field(
+        default=_TRAINING.review_recall, description="recall the lower needs-review threshold is tuned for"
+    )
     recall_confidence: float = Field(
-        default=0.9,
+        default=_TRAINING.recall_confidence,
         description="the threshold reaches target_recall at this one-sided confidence over the validation orphans "
         "(Wilson lower bound; 0.5: the point estimate)",
     )
     max_flag_rate: float = Field(
-        default=0.04,
+        default=_TRAINING.max_flag_rate,
         description="flag-rate budget: the orphan threshold never flags more than this share of non-orphan "
         "validation encounters (1.0: none); the recall target gives way and the policy says so",
     )

@@ -77,9 +77,7 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
     red_flags, incidental = _phenotype_items(ref, columns)
     policy = ThresholdPolicy.from_bundle(triage_model.thresholds, triage_model.needs_review)
     tags = {
-        "dagster_run_id": context.run.run_id,
-        "dagster_asset": "model_evaluation",
-        "code_revision": tracking.code_revision(),
+        **tracking.asset_run_tags(context.run.run_id, "model_evaluation"),
         "test_data_fingerprint": tracking.data_fingerprint([training_set.test]),
     }
     with mlflow.start_run("model_evaluation", tags=tags, parent_run_id=triage_model.mlflow_run_id) as run:
@@ -176,11 +174,7 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
     if config.max_cases:
         cases = cases.head(config.max_cases)
     policy = ThresholdPolicy.from_bundle(triage_model.thresholds, triage_model.needs_review)
-    tags = {
-        "dagster_run_id": context.run.run_id,
-        "dagster_asset": "external_validation",
-        "code_revision": tracking.code_revision(),
-    }
+    tags = tracking.asset_run_tags(context.run.run_id, "external_validation")
     with mlflow.start_run("external_validation", tags=tags, parent_run_id=triage_model.mlflow_run_id) as run:
         features = external_features(cases, ref)
         proba = np.asarray(triage_model.pipeline.predict_proba(model_inputs(features, triage_model.feature_columns)))

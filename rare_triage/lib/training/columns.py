@@ -12,7 +12,6 @@ from rare_triage.lib.features import feature_columns
 VOCABULARY_PREFIX = "hpo_"
 SYSTEM_PREFIX = "sys_"
 SHORTCUT_COLUMNS = ("symptom_duration_days", "prior_visits_365d")
-SPECIFICITY_COLUMNS = ("n_present_terms", "n_specific_terms", "phenotype_ic_max", "phenotype_ic_sum")
 VITAL_COLUMNS = tuple(name for name, _unit, _low, _high in schema.VITAL_LOINC.values())
 NON_FEATURE_COLUMNS = (*schema.FEATURE_KEY_COLUMNS, schema.LABEL_COLUMN)
 ORPHAN_INDEX = schema.LABELS.index(schema.ORPHAN_LABEL)
@@ -72,7 +71,7 @@ def feature_set_columns(name: str, table_columns: Sequence[str]) -> list[str]:
         case "vocabulary_systems_age_sex":
             chosen = ["sex", "age_years", *vocab, *systems, "n_systems_involved"]
         case "phenotype_age_sex":
-            chosen = ["sex", "age_years", *vocab, *systems, "n_systems_involved", *SPECIFICITY_COLUMNS]
+            chosen = ["sex", "age_years", *vocab, *systems, "n_systems_involved", *schema.SPECIFICITY_COLUMNS]
         case "vocabulary_age_sex":
             chosen = ["sex", "age_years", *vocab]
         case _:  # "duration_visits_only"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.training.columns import ORPHAN_INDEX, SPECIFICITY_COLUMNS, SYSTEM_PREFIX
+from rare_triage.lib.training.columns import ORPHAN_INDEX, SYSTEM_PREFIX
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan
 
 
@@ -64,7 +64,7 @@ def add_phenotype(frame: pd.DataFrame, rows: np.ndarray, item: PhenotypeItem) ->
     """Record the phenotype as present on the selected rows (in place); it is a new term for each of them."""
     if not rows.any():
         return
-    if set(SPECIFICITY_COLUMNS) <= set(frame.columns):
+    if set(schema.SPECIFICITY_COLUMNS) <= set(frame.columns):
         ic = item.information_content
         frame.loc[rows, "n_present_terms"] = frame.loc[rows, "n_present_terms"].fillna(0.0) + 1.0
         frame.loc[rows, "n_specific_terms"] = frame.loc[rows, "n_specific_terms"].fillna(0.0) + float(

@@ -25,10 +25,21 @@ LIMITED_BY_RECALL = "target_recall"
 LIMITED_BY_BUDGET = "flag_rate_budget"
 
 
-def recall_lower_bound(caught: np.ndarray, n: int, confidence: float) -> np.ndarray:
-    """One-sided Wilson score lower bound of the recall caught / n at `confidence` (0.5: the point estimate)."""
+def check_recall_confidence(confidence: float) -> None:
+    """Raise naming `recall_confidence` unless it is in [0.5, 1)."""
     if not 0.5 <= confidence < 1.0:
         raise ValueError(f"recall_confidence: must be in [0.5, 1), got {confidence}")
+
+
+def check_max_flag_rate(max_flag_rate: float) -> None:
+    """Raise naming `max_flag_rate` unless it is in (0, 1]."""
+    if not 0.0 < max_flag_rate <= 1.0:
+        raise ValueError(f"max_flag_rate: must be in (0, 1], got {max_flag_rate}")
+
+
+def recall_lower_bound(caught: np.ndarray, n: int, confidence: float) -> np.ndarray:
+    """One-sided Wilson score lower bound of the recall caught / n at `confidence` (0.5: the point estimate)."""
+    check_recall_confidence(confidence)
     z = float(NormalDist().inv_cdf(confidence))
     p = np.asarray(caught, dtype=np.float64) / n
     centre = p + z * z / (2 * n)
@@ -58,8 +69,7 @@ def threshold_for_recall(
 
 def threshold_for_flag_rate(is_orphan: np.ndarray, scores: np.ndarray, max_flag_rate: float) -> float:
     """The smallest t such that flagging `scores >= t` flags at most `max_flag_rate` of the non-orphan rows."""
-    if not 0.0 < max_flag_rate <= 1.0:
-        raise ValueError(f"max_flag_rate: must be in (0, 1], got {max_flag_rate}")
+    check_max_flag_rate(max_flag_rate)
     negatives = np.sort(np.asarray(scores, dtype=np.float64)[~np.asarray(is_orphan, dtype=bool)])[::-1]
     allowed = math.floor(max_flag_rate * len(negatives) + 1e-9)
     if allowed >= len(negatives):

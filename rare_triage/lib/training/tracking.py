@@ -43,6 +43,11 @@ def code_revision(environ: Mapping[str, str] | None = None, repo_dir: Path = PRO
     return env.get(CODE_REVISION_ENV) or "unknown"
 
 
+def asset_run_tags(dagster_run_id: str, asset: str) -> dict[str, str]:
+    """The tags every asset's MLflow run carries: the Dagster run and asset, and the code revision."""
+    return {"dagster_run_id": dagster_run_id, "dagster_asset": asset, "code_revision": code_revision()}
+
+
 def data_fingerprint(frames: Iterable[pd.DataFrame]) -> str:
     """sha256 over the sorted (encounter_key, label) pairs of the frames: same rows and labels, same hash."""
     pairs: list[str] = []

@@ -27,6 +27,7 @@ from rare_triage.lib.training.columns import (
     model_inputs,
 )
 from rare_triage.lib.training.cross_validation import (
+    DEFAULT_SELECTION_METRIC,
     DEFAULT_SELECTION_TOLERANCE,
     CandidateResult,
     check_selection_tolerance,
@@ -35,7 +36,12 @@ from rare_triage.lib.training.cross_validation import (
     stratified_sample,
 )
 from rare_triage.lib.training.metrics import summary_metrics
-from rare_triage.lib.training.thresholds import ThresholdPolicy, tune_threshold_policy
+from rare_triage.lib.training.thresholds import (
+    ThresholdPolicy,
+    check_max_flag_rate,
+    check_recall_confidence,
+    tune_threshold_policy,
+)
 from rare_triage.lib.training.windows import require_all_labels
 
 
@@ -47,7 +53,7 @@ class TrainingConfig:
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     cv_folds: int = 3  # 0: no search, the single servable candidate is trained directly
     cv_max_rows: int = 200_000
-    selection_metric: str = "orphan_pr_auc"
+    selection_metric: str = DEFAULT_SELECTION_METRIC
     selection_tolerance: float = DEFAULT_SELECTION_TOLERANCE  # candidates this close to the best: simplest wins
     target_recall: float = 0.95
     review_recall: float = 0.99
@@ -63,10 +69,8 @@ class TrainingConfig:
             raise ValueError(f"target_recall: must be in (0, 1], got {self.target_recall}")
         if not self.target_recall <= self.review_recall <= 1.0:
             raise ValueError(f"review_recall: must be in [target_recall, 1], got {self.review_recall}")
-        if not 0.5 <= self.recall_confidence < 1.0:
-            raise ValueError(f"recall_confidence: must be in [0.5, 1), got {self.recall_confidence}")
-        if not 0.0 < self.max_flag_rate <= 1.0:
-            raise ValueError(f"max_flag_rate: must be in (0, 1], got {self.max_flag_rate}")
+        check_recall_confidence(self.recall_confidence)
+        check_max_flag_rate(self.max_flag_rate)
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ValueError(f"cv_folds: must be 0 (no search) or >= 2, got {self.cv_folds}")
         if not self.candidates:

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rare_triage.lib.schema import SPECIFICITY_COLUMNS
 from rare_triage.lib.training.robustness import (
-    SPECIFICITY_COLUMNS,
     PhenotypeItem,
     add_incidental_phenotypes,
     add_phenotype,

@@ -71,3 +71,12 @@ def test_registering_moves_challenger_and_never_champion(
     assert {"plots", "tables"} <= artifacts
     tracking.set_version_tags(client, "m", "2", {"gate.x": "passed"})
     assert client.get_model_version("m", "2").tags["gate.x"] == "passed"
+
+
+def test_asset_run_tags_name_the_dagster_run_the_asset_and_the_code() -> None:
+    tags = tracking.asset_run_tags("run-1", "triage_model")
+    assert tags == {
+        "dagster_run_id": "run-1",
+        "dagster_asset": "triage_model",
+        "code_revision": tracking.code_revision(),
+    }
