@@ -1,7 +1,7 @@
 -- One row per encounter, in input order, after staging.sql. A template: features.py fills the parts in
 -- braces (aggregates and columns generated from the vocabulary, systems and vital codes).
--- Vocabulary and system flags travel as UBIGINT bit masks (present_<chunk>, absent_<chunk>, 64 columns per
--- chunk): a handful of bit_or aggregates instead of one filtered aggregate per column.
+-- Vocabulary and system flags travel as UBIGINT bit masks (<kind>_present_<chunk>, <kind>_absent_<chunk>, 64
+-- columns per chunk): a handful of bit_or aggregates instead of one filtered aggregate per column.
 WITH vitals_agg AS (
     SELECT
         e.eid,
@@ -54,32 +54,11 @@ comorbidities_agg AS (
     GROUP BY e.eid
 ),
 
-vocab_masks AS (
-    SELECT s.eid, {vocab_mask_aggregates}
-    FROM (
-        SELECT sym.eid, t.chunk, t.bit, 1 AS state
-        FROM rt_feat_sym AS sym JOIN rt_feat_present_vocab AS t ON t.hpo_id = sym.hpo_id
-        WHERE sym.present
-        UNION ALL
-        SELECT sym.eid, t.chunk, t.bit, 0 AS state
-        FROM rt_feat_sym AS sym JOIN rt_feat_absent_vocab AS t ON t.hpo_id = sym.hpo_id
-        WHERE NOT sym.present
-    ) AS s
-    GROUP BY s.eid
-),
-
-system_masks AS (
-    SELECT s.eid, {system_mask_aggregates}
-    FROM (
-        SELECT sym.eid, t.chunk, t.bit, 1 AS state
-        FROM rt_feat_sym AS sym JOIN rt_feat_present_system AS t ON t.hpo_id = sym.hpo_id
-        WHERE sym.present
-        UNION ALL
-        SELECT sym.eid, t.chunk, t.bit, 0 AS state
-        FROM rt_feat_sym AS sym JOIN rt_feat_absent_system AS t ON t.hpo_id = sym.hpo_id
-        WHERE NOT sym.present
-    ) AS s
-    GROUP BY s.eid
+phenotype_masks AS (
+    SELECT sym.eid, {mask_aggregates}
+    FROM rt_feat_sym AS sym
+    JOIN rt_feat_term_bits AS t ON t.hpo_id = sym.hpo_id AND t.state = CAST(sym.present AS INTEGER)
+    GROUP BY sym.eid
 ),
 
 joined AS (
@@ -91,15 +70,13 @@ joined AS (
         ca.* EXCLUDE (eid),
         dg.* EXCLUDE (eid),
         ac.acuity,
-        {vocab_masks},
-        {system_masks}
+        pm.* EXCLUDE (eid)
     FROM rt_feat_enc AS e
     LEFT JOIN vitals_agg AS va ON va.eid = e.eid
     LEFT JOIN symptoms_agg AS sa ON sa.eid = e.eid
     LEFT JOIN phenotype_specificity AS ps ON ps.eid = e.eid
     LEFT JOIN comorbidities_agg AS ca ON ca.eid = e.eid
-    LEFT JOIN vocab_masks AS vm ON vm.eid = e.eid
-    LEFT JOIN system_masks AS sm ON sm.eid = e.eid
+    LEFT JOIN phenotype_masks AS pm ON pm.eid = e.eid
     LEFT JOIN rt_feat_diag AS dg ON dg.eid = e.eid
     LEFT JOIN rt_feat_acuity AS ac ON ac.code = dg.primary_icd10
 )

@@ -52,28 +52,26 @@ FROM (
     GROUP BY e.eid
 );
 
--- a present term sets the bit of every vocabulary term it rolls up to
-CREATE OR REPLACE TEMP TABLE rt_feat_present_vocab AS
-SELECT DISTINCT CAST(r.hpo_id AS VARCHAR) AS hpo_id, v.chunk, v.bit
+-- the mask bit a symptom row sets, by kind ('vocab', 'system') and state (1 present, 0 excluded): a present term
+-- sets every vocabulary term it rolls up to and every system above it; an excluded term clears every vocabulary
+-- term it is, or is an ancestor of; a system is explicitly absent only when it, or "Phenotypic abnormality"
+-- itself, is excluded
+CREATE OR REPLACE TEMP TABLE rt_feat_term_bits AS
+SELECT DISTINCT CAST(r.hpo_id AS VARCHAR) AS hpo_id, 'vocab' AS kind, 1 AS state, v.chunk, v.bit
 FROM rt_feat_in_term_rollup AS r
-JOIN rt_feat_vocab_index AS v ON v.vocab_id = CAST(r.vocab_id AS VARCHAR);
-
--- an excluded term clears every vocabulary term it is, or is an ancestor of
-CREATE OR REPLACE TEMP TABLE rt_feat_absent_vocab AS
-SELECT DISTINCT CAST(a.ancestor_id AS VARCHAR) AS hpo_id, v.chunk, v.bit
+JOIN rt_feat_vocab_index AS v ON v.vocab_id = CAST(r.vocab_id AS VARCHAR)
+UNION ALL
+SELECT DISTINCT CAST(a.ancestor_id AS VARCHAR) AS hpo_id, 'vocab' AS kind, 0 AS state, v.chunk, v.bit
 FROM rt_feat_in_vocab_ancestors AS a
-JOIN rt_feat_vocab_index AS v ON v.vocab_id = CAST(a.vocab_id AS VARCHAR);
-
-CREATE OR REPLACE TEMP TABLE rt_feat_present_system AS
-SELECT DISTINCT CAST(t.hpo_id AS VARCHAR) AS hpo_id, s.chunk, s.bit
+JOIN rt_feat_vocab_index AS v ON v.vocab_id = CAST(a.vocab_id AS VARCHAR)
+UNION ALL
+SELECT DISTINCT CAST(t.hpo_id AS VARCHAR) AS hpo_id, 'system' AS kind, 1 AS state, s.chunk, s.bit
 FROM rt_feat_in_term_system AS t
-JOIN rt_feat_system_index AS s ON s.system_id = CAST(t.system_id AS VARCHAR);
-
--- a system is explicitly absent only when it, or "Phenotypic abnormality" itself, is excluded
-CREATE OR REPLACE TEMP TABLE rt_feat_absent_system AS
-SELECT system_id AS hpo_id, chunk, bit FROM rt_feat_system_index
-UNION
-SELECT '{phenotypic_abnormality}' AS hpo_id, chunk, bit FROM rt_feat_system_index;
+JOIN rt_feat_system_index AS s ON s.system_id = CAST(t.system_id AS VARCHAR)
+UNION ALL
+SELECT system_id AS hpo_id, 'system' AS kind, 0 AS state, chunk, bit FROM rt_feat_system_index
+UNION ALL
+SELECT '{phenotypic_abnormality}' AS hpo_id, 'system' AS kind, 0 AS state, chunk, bit FROM rt_feat_system_index;
 
 -- fever / pain terms: the roots, terms rolling up to a vocabulary term under a root, caller's extras
 CREATE OR REPLACE TEMP TABLE rt_feat_score_terms AS
