@@ -13,7 +13,8 @@ RUN python -m pip install --no-cache-dir -r requirements/base.lock
 COPY pyproject.toml README.md workspace.yaml dagster.yaml ./
 COPY rare_triage rare_triage
 COPY serving serving
-RUN python -m pip install --no-cache-dir --no-deps . \
+# editable: dg.load_from_defs_folder finds the project through pyproject.toml beside the package
+RUN python -m pip install --no-cache-dir --no-deps -e . \
     && useradd --system --create-home --uid 10001 triage \
     && mkdir -p "$DAGSTER_HOME" \
     && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml" \

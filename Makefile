@@ -24,19 +24,25 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 run: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/python -m rare_triage.cli demo --days $(DAYS)
+	$(BIN)/python -m rare_triage demo --days $(DAYS)
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: setup
+# lint-imports checks the import contracts of pyproject.toml; dg check defs loads the Dagster definitions against the
+# instance in DAGSTER_HOME (telemetry off there), VIRTUAL_ENV telling dg that .venv is the project's environment.
+test: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache --no-logo
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 	$(BIN)/pytest -n 2
 
-lint: setup
+lint: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy rare_triage/lib serving
+	$(BIN)/mypy rare_triage serving
+	$(BIN)/lint-imports --no-cache --no-logo
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rare_triage.lib.bucket import bucket_from_uri
-from rare_triage.lib.onnx_export import FeatureSpec, export_pipeline_to_onnx, feature_spec_from_pipeline
-from rare_triage.lib.onnx_export.feature_spec import to_serving_matrix
-from rare_triage.lib.onnx_export.speed import (
+from rare_triage.lib.deployment.bucket import bucket_from_uri
+from rare_triage.lib.deployment.onnx_export import FeatureSpec, export_pipeline_to_onnx, feature_spec_from_pipeline
+from rare_triage.lib.deployment.onnx_export.feature_spec import to_serving_matrix
+from rare_triage.lib.deployment.onnx_export.speed import (
     MAX_SINGLE_ROW_MS,
     MIN_BATCH_SPEEDUP,
     MIN_SINGLE_ROW_SPEEDUP,
@@ -30,8 +30,8 @@ from rare_triage.lib.onnx_export.speed import (
     single_threaded,
     tile_rows,
 )
-from rare_triage.lib.onnx_export.synthetic import MODEL_KINDS, synthetic_frame, synthetic_trained_model
-from rare_triage.lib.publication import served_model
+from rare_triage.lib.deployment.publication import served_model
+from rare_triage.lib.testing.synthetic_models import MODEL_KINDS, synthetic_frame, synthetic_trained_model
 
 BATCH_ROWS = 100_000
 TARGET_SINGLE_RATIO = MIN_SINGLE_ROW_SPEEDUP

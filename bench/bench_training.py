@@ -7,7 +7,7 @@
 
 Times are wall-clock on this machine and move with its load; each is also printed as a ratio to a baseline
 measured in the same run (logistic regression with class weights on the same rows), which moves less.
-Features are synthesized (rare_triage.lib.training.synthetic_features) unless --features is given.
+Features are synthesized (rare_triage.lib.testing.synthetic_features) unless --features is given.
 """
 
 import argparse
@@ -21,10 +21,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from rare_triage.lib.testing.synthetic_features import synthesize_features
 from rare_triage.lib.training.candidates import DEFAULT_CANDIDATES, CandidateSpec, ModelParams, fit_candidate
 from rare_triage.lib.training.columns import feature_roles, feature_set_columns, label_codes, model_inputs
 from rare_triage.lib.training.cross_validation import cross_validate_candidate, stratified_sample
-from rare_triage.lib.training.synthetic_features import synthesize_features
 
 BASELINE = "logistic_regression+class_weight"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rare_triage.lib import ontology, reference
-from rare_triage.lib.ontology import ReferenceTables, load_or_build_reference_tables
+from rare_triage.lib.reference import loaders, ontology
+from rare_triage.lib.reference.ontology import ReferenceTables, load_or_build_reference_tables
 
 pytest_plugins = ["rare_triage_tests.fixtures_s3", "rare_triage_tests.fixtures_pg"]
 
@@ -17,7 +17,7 @@ REFERENCE_CACHE_ENV = "RARE_TRIAGE_TEST_CACHE"
 def _reference_fingerprint() -> str:
     """Hash of the code and vocabulary the tables derive from, so a cache never outlives a change to them."""
     digest = hashlib.sha256()
-    for path in (Path(ontology.__file__), Path(reference.__file__), *sorted(reference.VOCABULARY_DIR.glob("*.csv"))):
+    for path in (Path(ontology.__file__), Path(loaders.__file__), *sorted(loaders.VOCABULARY_DIR.glob("*.csv"))):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
@@ -32,4 +32,4 @@ def reference_tables(tmp_path_factory: pytest.TempPathFactory) -> ReferenceTable
         root = tmp_path_factory.getbasetemp().parent  # shared by the xdist workers of this session
     else:
         root = tmp_path_factory.getbasetemp()
-    return load_or_build_reference_tables(root / f"reference_tables_{reference.HPO_RELEASE}_{_reference_fingerprint()}")
+    return load_or_build_reference_tables(root / f"reference_tables_{loaders.HPO_RELEASE}_{_reference_fingerprint()}")

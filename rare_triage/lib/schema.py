@@ -72,21 +72,7 @@ RAW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ),
 }
 
-# Direct identifiers of the raw patients table: none may leave governance.
-DIRECT_IDENTIFIER_COLUMNS: Final = (
-    "patient_id",
-    "mrn",
-    "national_id",
-    "given_name",
-    "family_name",
-    "phone",
-    "email",
-    "street_address",
-    "city",
-    "zip_code",
-    "birth_date",
-    "encounter_id",
-)
+# The direct identifiers among these columns, and what governance does with each: see identifiers.py.
 
 CENTRE_LEVELS: Final = ("primary", "secondary", "tertiary")
 CONSULTATION_TYPES: Final = ("primary_care", "emergency", "outpatient_specialist", "inpatient", "telehealth")
@@ -181,11 +167,17 @@ SPECIFIC_TERM_IC: Final = 4.0
 LABEL_COLUMN: Final = "label"
 
 
+# Feature-column prefixes of the phenotype flags: vocabulary terms and organ-system groups.
+VOCABULARY_PREFIX: Final = "hpo_"
+SYSTEM_PREFIX: Final = "sys_"
+PHENOTYPE_PREFIXES: Final = (VOCABULARY_PREFIX, SYSTEM_PREFIX)
+
+
 def hpo_feature_name(hpo_id: str) -> str:
     """Feature column of a vocabulary term: HP:0001945 -> hpo_0001945."""
-    return "hpo_" + hpo_id.split(":", 1)[1]
+    return VOCABULARY_PREFIX + hpo_id.split(":", 1)[1]
 
 
 def system_feature_name(hpo_id: str) -> str:
     """Feature column of an organ-system group under HP:0000118: HP:0000707 -> sys_0000707."""
-    return "sys_" + hpo_id.split(":", 1)[1]
+    return SYSTEM_PREFIX + hpo_id.split(":", 1)[1]

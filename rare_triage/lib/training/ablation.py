@@ -13,7 +13,6 @@ import pandas as pd
 
 from rare_triage.lib.training.candidates import CandidateSpec, ModelParams, fit_candidate, single_threaded_blas
 from rare_triage.lib.training.columns import (
-    FEATURE_SETS,
     ORPHAN_INDEX,
     feature_roles,
     feature_set_columns,
@@ -46,9 +45,9 @@ def run_ablation(
     validation: pd.DataFrame,
     test: pd.DataFrame,
     external: pd.DataFrame | None,
-    feature_sets: Sequence[str] = FEATURE_SETS,
-    target_recall: float = 0.95,
-    max_rows: int = 200_000,
+    feature_sets: Sequence[str],
+    target_recall: float,
+    max_rows: int,
     log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """One row per feature set (see ABLATION_COLUMNS); training rows sampled to `max_rows` (stratified)."""

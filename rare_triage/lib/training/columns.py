@@ -7,10 +7,8 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.features import feature_columns
+from rare_triage.lib.features.build import feature_columns
 
-VOCABULARY_PREFIX = "hpo_"
-SYSTEM_PREFIX = "sys_"
 SHORTCUT_COLUMNS = ("symptom_duration_days", "prior_visits_365d")
 VITAL_COLUMNS = tuple(name for name, _unit, _low, _high in schema.VITAL_LOINC.values())
 NON_FEATURE_COLUMNS = (*schema.FEATURE_KEY_COLUMNS, schema.LABEL_COLUMN)
@@ -29,20 +27,23 @@ FEATURE_SETS = (
 
 def vocabulary_columns(columns: Sequence[str]) -> list[str]:
     """The vocabulary-term columns (hpo_*) in table order."""
-    return [c for c in columns if c.startswith(VOCABULARY_PREFIX)]
+    return [c for c in columns if c.startswith(schema.VOCABULARY_PREFIX)]
 
 
 def system_columns(columns: Sequence[str]) -> list[str]:
     """The organ-system columns (sys_*) in table order."""
-    return [c for c in columns if c.startswith(SYSTEM_PREFIX)]
+    return [c for c in columns if c.startswith(schema.SYSTEM_PREFIX)]
 
 
 def hpo_id_of(column: str) -> str:
     """hpo_0001945 / sys_0000707 -> HP:0001945 / HP:0000707."""
-    for prefix in (VOCABULARY_PREFIX, SYSTEM_PREFIX):
+    for prefix in schema.PHENOTYPE_PREFIXES:
         if column.startswith(prefix):
             return "HP:" + column[len(prefix) :]
-    raise ValueError(f"column {column!r} is neither a vocabulary (hpo_) nor an organ-system (sys_) column")
+    raise ValueError(
+        f"column {column!r} is neither a vocabulary ({schema.VOCABULARY_PREFIX}) nor an organ-system "
+        f"({schema.SYSTEM_PREFIX}) column"
+    )
 
 
 def model_feature_columns(table_columns: Sequence[str]) -> list[str]:
@@ -98,7 +99,7 @@ def feature_roles(columns: Sequence[str]) -> FeatureRoles:
     if forbidden:
         raise ValueError(f"feature columns: {forbidden} are keys or the label, never model inputs")
     categorical = tuple(c for c in columns if c in schema.FEATURE_CATEGORICAL_COLUMNS)
-    phenotype = tuple(c for c in columns if c.startswith((VOCABULARY_PREFIX, SYSTEM_PREFIX)))
+    phenotype = tuple(c for c in columns if c.startswith(schema.PHENOTYPE_PREFIXES))
     numeric = tuple(c for c in columns if c not in categorical and c not in phenotype)
     return FeatureRoles(categorical, numeric, phenotype)
 

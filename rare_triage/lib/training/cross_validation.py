@@ -20,7 +20,7 @@ from rare_triage.lib.training.candidates import (
 from rare_triage.lib.training.columns import ORPHAN_INDEX, FeatureRoles
 from rare_triage.lib.training.imbalance import IMBALANCE_STRATEGIES
 from rare_triage.lib.training.metrics import macro_f1, per_class_auc
-from rare_triage.lib.training.thresholds import threshold_for_recall
+from rare_triage.lib.training.thresholds import DEFAULT_TARGET_RECALL, threshold_for_recall
 
 SELECTION_METRICS = ("orphan_pr_auc", "flag_rate_at_target_recall")
 # Orphan PR-AUC by default: threshold-free and stable, where the flag rate at 95% recall hinges on the few hardest
@@ -79,8 +79,8 @@ def cross_validate_candidate(
     roles: FeatureRoles,
     params: ModelParams,
     *,
-    n_splits: int = 3,
-    target_recall: float = 0.95,
+    n_splits: int,
+    target_recall: float = DEFAULT_TARGET_RECALL,
 ) -> CandidateResult:
     """Out-of-fold probabilities of a candidate over StratifiedKFold, scored on the orphan class first."""
     y = np.asarray(y)
@@ -122,8 +122,8 @@ def cross_validate_candidates(
     roles: FeatureRoles,
     params: ModelParams,
     *,
-    n_splits: int = 3,
-    target_recall: float = 0.95,
+    n_splits: int,
+    target_recall: float,
     log: Callable[[str], None] | None = None,
 ) -> list[CandidateResult]:
     """Every candidate through the same folds; `log` gets one line per candidate."""
@@ -173,7 +173,7 @@ def _simplest_within(ranked: Sequence[CandidateResult], metric: str, tolerance: 
 def choose_candidate(
     results: Sequence[CandidateResult],
     metric: str = DEFAULT_SELECTION_METRIC,
-    target_recall: float = 0.95,
+    target_recall: float = DEFAULT_TARGET_RECALL,
     tolerance: float = DEFAULT_SELECTION_TOLERANCE,
 ) -> tuple[CandidateResult, str]:
     """The simplest servable candidate within `tolerance` of the best servable one by `metric`, and why.

@@ -75,11 +75,11 @@ def evaluate_model(
     incidental_items: Sequence[PhenotypeItem],
     red_flags: Sequence[PhenotypeItem],
     subgroup_columns: Sequence[str] = SUBGROUP_COLUMNS,
-    min_subgroup_orphans: int = 20,
-    behaviour_sample: int = 500,
-    elderly_age: float = 65.0,
-    min_chronic_conditions: int = 2,
-    seed: int = 0,
+    min_subgroup_orphans: int,
+    behaviour_sample: int,
+    elderly_age: float,
+    min_chronic_conditions: int,
+    seed: int,
 ) -> ModelEvaluation:
     """Score the test window and compute every number of the evaluation."""
     with single_threaded_blas():

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.features import build_encounter_features, encode_phenotype_cases
-from rare_triage.lib.ontology import ReferenceTables
-from rare_triage.lib.reference import icd10_acuity
+from rare_triage.lib.features.build import build_encounter_features, encode_phenotype_cases
+from rare_triage.lib.reference.loaders import icd10_acuity
+from rare_triage.lib.reference.ontology import ReferenceTables
 from rare_triage.lib.training.columns import ORPHAN_INDEX, model_inputs, vocabulary_columns
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, in_review_band
 

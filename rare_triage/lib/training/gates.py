@@ -19,7 +19,7 @@ def _finite(value: float) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def orphan_recall_gate(metrics: Mapping[str, float], min_recall: float = 0.90) -> GateResult:
+def orphan_recall_gate(metrics: Mapping[str, float], min_recall: float) -> GateResult:
     """Orphan recall on the test window at the chosen threshold."""
     recall = metrics["orphan_recall"]
     passed = _finite(recall) and recall >= min_recall
@@ -30,7 +30,7 @@ def orphan_recall_gate(metrics: Mapping[str, float], min_recall: float = 0.90) -
     )
 
 
-def orphan_pr_auc_gate(metrics: Mapping[str, float], min_multiple: float = 5.0) -> GateResult:
+def orphan_pr_auc_gate(metrics: Mapping[str, float], min_multiple: float) -> GateResult:
     """Orphan PR-AUC at least `min_multiple` times the orphan prevalence (a random model scores the prevalence)."""
     pr_auc, prevalence = metrics["orphan_pr_auc"], metrics["orphan_prevalence"]
     required = min_multiple * prevalence
@@ -43,10 +43,7 @@ def orphan_pr_auc_gate(metrics: Mapping[str, float], min_multiple: float = 5.0) 
 
 
 def subgroup_recall_gate(
-    subgroups: pd.DataFrame,
-    min_recall: float = 0.80,
-    min_orphans: int = 20,
-    attributes: Sequence[str] = ("age_band", "sex"),
+    subgroups: pd.DataFrame, min_recall: float, min_orphans: int, attributes: Sequence[str]
 ) -> GateResult:
     """No subgroup of `attributes` with at least `min_orphans` orphan cases has orphan recall below `min_recall`."""
     judged = subgroups.loc[subgroups["attribute"].isin(list(attributes)) & (subgroups["n_orphan"] >= min_orphans)]
@@ -66,7 +63,7 @@ def subgroup_recall_gate(
 
 
 def external_validation_gate(
-    share_flagged: float, test_non_orphan_flag_rate: float, min_share: float = 0.85, max_flag_rate: float = 0.05
+    share_flagged: float, test_non_orphan_flag_rate: float, min_share: float, max_flag_rate: float
 ) -> GateResult:
     """Real cases flagged at >= `min_share` while the non-orphan test flag rate stays <= `max_flag_rate`."""
     share_ok = _finite(share_flagged) and share_flagged >= min_share

@@ -1,6 +1,5 @@
-"""The triage_model asset's value: a `TrainedModel` (the contract deployment reads) plus how it was chosen."""
+"""The triage_model asset's value: a `ModelBundle` (what deployment reads) plus how it was chosen."""
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -8,14 +7,14 @@ from typing import Any
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL, TrainedModel
+from rare_triage.lib.deployment.model_bundle import ModelBundle
 from rare_triage.lib.training.columns import model_inputs
 from rare_triage.lib.training.train import TrainingOutcome, fitted_categories
 
 
 @dataclass(frozen=True)
-class TriageModel(TrainedModel):
-    """A TrainedModel (deployment reads it as such) that also remembers the candidate, the feature set and
+class TriageModel(ModelBundle):
+    """A ModelBundle (deployment reads it as such) that also remembers the candidate, the feature set and
     the training configuration, so evaluation can refit the same candidate for the ablation."""
 
     candidate: str = ""
@@ -82,16 +81,3 @@ def build_triage_model(
         model_params=dict(model_params),
         cv_results=[r.row() for r in outcome.cv_results],
     )
-
-
-def with_evaluation_metrics(
-    model: TrainedModel, test_metrics: Mapping[str, float], external_metrics: Mapping[str, float]
-) -> TrainedModel:
-    """A copy whose metrics also hold the test-window and external-validation numbers, under the keys the
-    promotion gate reads (METRIC_ORPHAN_RECALL, METRIC_EXTERNAL_VALIDATION_SHARE)."""
-    merged = dict(model.metrics)
-    merged.update({f"test_{k}": float(v) for k, v in test_metrics.items()})
-    merged.update({k: float(v) for k, v in external_metrics.items()})
-    merged[METRIC_ORPHAN_RECALL] = float(test_metrics["orphan_recall"])
-    merged[METRIC_EXTERNAL_VALIDATION_SHARE] = float(external_metrics[METRIC_EXTERNAL_VALIDATION_SHARE])
-    return dataclasses.replace(model, metrics=merged)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.training.columns import ORPHAN_INDEX, SYSTEM_PREFIX
+from rare_triage.lib.training.columns import ORPHAN_INDEX
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan
 
 
@@ -74,7 +74,7 @@ def add_phenotype(frame: pd.DataFrame, rows: np.ndarray, item: PhenotypeItem) ->
         frame.loc[rows, "phenotype_ic_sum"] = frame.loc[rows, "phenotype_ic_sum"].fillna(0.0) + ic
     for column in item.columns:
         newly = rows & (frame[column].to_numpy() != 1.0)
-        if column.startswith(SYSTEM_PREFIX) and "n_systems_involved" in frame.columns:
+        if column.startswith(schema.SYSTEM_PREFIX) and "n_systems_involved" in frame.columns:
             counts = frame.loc[newly, "n_systems_involved"].fillna(0.0)
             frame.loc[newly, "n_systems_involved"] = counts + 1.0
         frame.loc[newly, column] = 1.0

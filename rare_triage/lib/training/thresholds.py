@@ -20,6 +20,8 @@ import numpy as np
 from rare_triage.lib import schema
 from rare_triage.lib.training.columns import ORPHAN_INDEX
 
+# The orphan recall the threshold is tuned for unless configured otherwise (the issue asks for 95%).
+DEFAULT_TARGET_RECALL = 0.95
 NEEDS_REVIEW_LABEL = "needs_review"
 LIMITED_BY_RECALL = "target_recall"
 LIMITED_BY_BUDGET = "flag_rate_budget"
@@ -124,7 +126,7 @@ class ThresholdPolicy:
 
     @classmethod
     def from_bundle(cls, thresholds: Mapping[str, float], needs_review: Mapping[str, Any]) -> "ThresholdPolicy":
-        """Rebuild the policy from what a TrainedModel carries (`thresholds`, `needs_review`)."""
+        """Rebuild the policy from what a ModelBundle carries (`thresholds`, `needs_review`)."""
         recalls = needs_review.get("tuned_for_recall", {})
         return cls(
             orphan_threshold=float(thresholds[schema.ORPHAN_LABEL]),
@@ -141,8 +143,8 @@ def tune_threshold_policy(
     y: np.ndarray,
     proba: np.ndarray,
     *,
-    target_recall: float = 0.95,
-    review_recall: float = 0.99,
+    target_recall: float,
+    review_recall: float,
     max_flag_rate: float = 1.0,
     recall_confidence: float = 0.5,
 ) -> ThresholdPolicy:

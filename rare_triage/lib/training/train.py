@@ -20,6 +20,7 @@ from rare_triage.lib.training.candidates import (
 )
 from rare_triage.lib.training.columns import (
     FEATURE_SET_ALL,
+    FEATURE_SETS,
     FeatureRoles,
     feature_roles,
     feature_set_columns,
@@ -37,6 +38,7 @@ from rare_triage.lib.training.cross_validation import (
 )
 from rare_triage.lib.training.metrics import summary_metrics
 from rare_triage.lib.training.thresholds import (
+    DEFAULT_TARGET_RECALL,
     ThresholdPolicy,
     check_max_flag_rate,
     check_recall_confidence,
@@ -45,23 +47,39 @@ from rare_triage.lib.training.thresholds import (
 from rare_triage.lib.training.windows import require_all_labels
 
 
+def _described(default: Any, description: str) -> Any:
+    """A dataclass field with a default and the description the run configuration shows."""
+    return field(default=default, metadata={"description": description})
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
-    """What the search tries and how the threshold is set (the Dagster config mirrors these fields)."""
+    """What the search tries and how the threshold is set (the Dagster config is built from these fields)."""
 
-    feature_set: str = FEATURE_SET_ALL
-    candidates: tuple[str, ...] = DEFAULT_CANDIDATES
+    feature_set: str = _described(FEATURE_SET_ALL, f"one of {list(FEATURE_SETS)}")
+    candidates: tuple[str, ...] = _described(DEFAULT_CANDIDATES, "'<model>+<imbalance>[+two_stage]'")
     cv_folds: int = 3  # 0: no search, the single servable candidate is trained directly
-    cv_max_rows: int = 200_000
+    cv_max_rows: int = _described(200_000, "stratified sample of the training window for the search")
     selection_metric: str = DEFAULT_SELECTION_METRIC
-    selection_tolerance: float = DEFAULT_SELECTION_TOLERANCE  # candidates this close to the best: simplest wins
-    target_recall: float = 0.95
-    review_recall: float = 0.99
-    # share of non-orphan validation encounters the orphan threshold may flag (1.0: no budget); below the
-    # external-validation gate's 5% so that the test window's sampling noise does not cross the gate
-    max_flag_rate: float = 0.04
-    recall_confidence: float = 0.9  # the target recall is reached at this one-sided confidence (0.5: point estimate)
-    calibration: str = "auto"
+    selection_tolerance: float = _described(
+        DEFAULT_SELECTION_TOLERANCE,
+        "candidates within this much of the best selection_metric are equivalent and the simplest "
+        "(logistic_regression < random_forest < xgboost, then imbalance strategy) is chosen; 0 = best only",
+    )
+    target_recall: float = _described(DEFAULT_TARGET_RECALL, "orphan recall the threshold is tuned for (validation)")
+    review_recall: float = _described(0.99, "recall the lower needs-review threshold is tuned for")
+    # below the external-validation gate's 5% so that the test window's sampling noise does not cross the gate
+    max_flag_rate: float = _described(
+        0.04,
+        "flag-rate budget: the orphan threshold never flags more than this share of non-orphan "
+        "validation encounters (1.0: none); the recall target gives way and the policy says so",
+    )
+    recall_confidence: float = _described(
+        0.9,
+        "the threshold reaches target_recall at this one-sided confidence over the validation orphans "
+        "(Wilson lower bound; 0.5: the point estimate)",
+    )
+    calibration: str = _described("auto", "auto | none | sigmoid | isotonic")
     params: ModelParams = field(default_factory=ModelParams)
 
     def __post_init__(self) -> None:

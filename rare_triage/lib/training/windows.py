@@ -163,5 +163,5 @@ def require_all_labels(frame: pd.DataFrame, window: str) -> None:
 
 def compact_features(frame: pd.DataFrame) -> pd.DataFrame:
     """hpo_*/sys_* flags as float32 (0/1/NaN are exact): halves the memory of a large window."""
-    flags = [c for c in frame.columns if c.startswith(("hpo_", "sys_"))]
+    flags = [c for c in frame.columns if c.startswith(schema.PHENOTYPE_PREFIXES)]
     return frame.astype(dict.fromkeys(flags, "float32"))

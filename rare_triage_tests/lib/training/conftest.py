@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
+from rare_triage.lib.testing.synthetic_features import PhenotypeLayout, default_layout, synthesize_features
 from rare_triage.lib.training.candidates import ModelParams
-from rare_triage.lib.training.synthetic_features import PhenotypeLayout, default_layout, synthesize_features
 from rare_triage.lib.training.train import TrainingConfig, TrainingOutcome, train_triage_model
 
 SMALL_PARAMS = ModelParams(

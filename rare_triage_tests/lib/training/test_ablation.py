@@ -4,6 +4,7 @@ import pandas as pd
 
 from rare_triage.lib.training.ablation import ABLATION_COLUMNS, run_ablation, shortcut_warning
 from rare_triage.lib.training.candidates import CandidateSpec
+from rare_triage.lib.training.thresholds import DEFAULT_TARGET_RECALL
 from rare_triage_tests.lib.training.conftest import SMALL_PARAMS, Windows
 
 
@@ -17,6 +18,7 @@ def test_ablation_reports_each_feature_set(windows: Windows) -> None:
         test=windows.test,
         external=windows.test.iloc[:50],
         feature_sets=sets,
+        target_recall=DEFAULT_TARGET_RECALL,
         max_rows=3000,
     )
     assert list(table.columns) == list(ABLATION_COLUMNS)

@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from rare_triage.lib.testing.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.behaviour import (
     behaviour_report,
     missing_vitals_scores,
@@ -15,7 +16,6 @@ from rare_triage.lib.training.behaviour import (
     red_flag_monotonicity,
 )
 from rare_triage.lib.training.robustness import PhenotypeItem, phenotype_items
-from rare_triage.lib.training.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.train import TrainingOutcome
 from rare_triage_tests.lib.training.conftest import Windows
 

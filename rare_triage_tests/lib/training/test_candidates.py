@@ -7,8 +7,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from rare_triage.lib import schema
-from rare_triage.lib.model_bundle import TrainedModel
-from rare_triage.lib.onnx_export import export_trained_model, parity_report
+from rare_triage.lib.deployment.model_bundle import ModelBundle
+from rare_triage.lib.deployment.onnx_export import export_trained_model, parity_report
 from rare_triage.lib.training.calibration import calibrate_pipeline
 from rare_triage.lib.training.candidates import (
     DEFAULT_CANDIDATES,
@@ -97,9 +97,9 @@ def test_bad_candidate_names_are_explained(name: str) -> None:
         CandidateSpec.parse(name)
 
 
-def _bundle(pipeline: Pipeline, columns: list[str], test: pd.DataFrame) -> TrainedModel:
+def _bundle(pipeline: Pipeline, columns: list[str], test: pd.DataFrame) -> ModelBundle:
     roles = feature_roles(columns)
-    return TrainedModel(
+    return ModelBundle(
         pipeline=pipeline,
         feature_columns=columns,
         categorical_columns=list(roles.categorical),

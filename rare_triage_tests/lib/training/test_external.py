@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib import schema
-from rare_triage.lib.ontology import ReferenceTables
-from rare_triage.lib.reference import load_phenopackets
+from rare_triage.lib.reference.loaders import load_phenopackets
+from rare_triage.lib.reference.ontology import ReferenceTables
 from rare_triage.lib.training.columns import VITAL_COLUMNS
 from rare_triage.lib.training.external import external_features, external_report, operating_points
 from rare_triage.lib.training.thresholds import ThresholdPolicy

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib.training.gates import (
+    GateResult,
     behaviour_gate,
     external_validation_gate,
     orphan_pr_auc_gate,
@@ -14,13 +15,18 @@ from rare_triage.lib.training.gates import (
 
 @pytest.mark.parametrize(("recall", "passed"), [(0.90, True), (0.8999, False), (math.nan, False)])
 def test_orphan_recall_gate(recall: float, passed: bool) -> None:
-    assert orphan_recall_gate({"orphan_recall": recall}).passed is passed
+    assert orphan_recall_gate({"orphan_recall": recall}, min_recall=0.90).passed is passed
 
 
 @pytest.mark.parametrize(("pr_auc", "passed"), [(0.10, True), (0.0999, False)])
 def test_pr_auc_gate_is_relative_to_prevalence(pr_auc: float, passed: bool) -> None:
-    gate = orphan_pr_auc_gate({"orphan_pr_auc": pr_auc, "orphan_prevalence": 0.02})
+    gate = orphan_pr_auc_gate({"orphan_pr_auc": pr_auc, "orphan_prevalence": 0.02}, min_multiple=5.0)
     assert gate.passed is passed and gate.metadata["required"] == pytest.approx(0.10)
+
+
+def _subgroup_gate(table: pd.DataFrame) -> GateResult:
+    """The gate at the thresholds of the issue."""
+    return subgroup_recall_gate(table, min_recall=0.80, min_orphans=20, attributes=("age_band", "sex"))
 
 
 def test_subgroup_gate_ignores_small_groups_and_centres() -> None:
@@ -32,16 +38,16 @@ def test_subgroup_gate_ignores_small_groups_and_centres() -> None:
             "orphan_recall": [0.85, 0.10, 0.80, 0.10],
         }
     )
-    gate = subgroup_recall_gate(table)
+    gate = _subgroup_gate(table)
     assert gate.passed and gate.metadata["subgroups_judged"] == 2
-    failing = subgroup_recall_gate(table.assign(orphan_recall=[0.79, 0.1, 0.9, 0.1]))
+    failing = _subgroup_gate(table.assign(orphan_recall=[0.79, 0.1, 0.9, 0.1]))
     assert not failing.passed and "sex=F" in failing.description
 
 
 def test_external_gate_needs_both_share_and_low_flag_rate() -> None:
-    assert external_validation_gate(0.85, 0.05).passed
-    assert not external_validation_gate(0.84, 0.01).passed
-    assert not external_validation_gate(0.99, 0.0501).passed
+    assert external_validation_gate(0.85, 0.05, min_share=0.85, max_flag_rate=0.05).passed
+    assert not external_validation_gate(0.84, 0.01, min_share=0.85, max_flag_rate=0.05).passed
+    assert not external_validation_gate(0.99, 0.0501, min_share=0.85, max_flag_rate=0.05).passed
 
 
 def test_behaviour_gate_names_failing_tests() -> None:

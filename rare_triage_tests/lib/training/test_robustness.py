@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib.schema import SPECIFICITY_COLUMNS
+from rare_triage.lib.testing.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.robustness import (
     PhenotypeItem,
     add_incidental_phenotypes,
@@ -10,7 +11,6 @@ from rare_triage.lib.training.robustness import (
     phenotype_items,
     robustness_report,
 )
-from rare_triage.lib.training.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.train import TrainingOutcome
 from rare_triage_tests.lib.training.conftest import Windows
 

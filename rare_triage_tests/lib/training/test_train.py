@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 
 from rare_triage.lib import schema
+from rare_triage.lib.deployment.model_bundle import with_evaluation_metrics
+from rare_triage.lib.testing.synthetic_features import PhenotypeLayout
 from rare_triage.lib.training.columns import ORPHAN_INDEX, label_codes, model_inputs
-from rare_triage.lib.training.model import TriageModel, build_triage_model, with_evaluation_metrics
-from rare_triage.lib.training.synthetic_features import PhenotypeLayout
+from rare_triage.lib.training.model import TriageModel, build_triage_model
 from rare_triage.lib.training.train import TrainingConfig, TrainingOutcome, train_triage_model
 from rare_triage_tests.lib.training.conftest import SMALL_PARAMS, Windows
 

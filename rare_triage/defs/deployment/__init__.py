@@ -1,0 +1,1 @@
+"""Wiring of deployment: ONNX export, publication to the bucket, promotion and rollback."""

@@ -1,0 +1,1 @@
+"""Wiring of the encounter features and their checks."""

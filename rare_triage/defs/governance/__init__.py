@@ -1,0 +1,1 @@
+"""Wiring of governance: anonymized tables, the quarantine and their checks."""

@@ -1,0 +1,88 @@
+"""EHR sources behind one resource interface: the synthetic generator (default) or the integrators' landing zone."""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pyarrow.fs as pafs
+from pydantic import Field
+
+from rare_triage.lib.ingest.landing_zone import read_landing_day
+from rare_triage.lib.ingest.synthetic import DriftScenario, SyntheticConfig, generate_extract
+from rare_triage.lib.lake_fs import S3Options, resolve_filesystem
+from rare_triage.lib.reference.ontology import ReferenceTables
+
+
+class EhrSource(dg.ConfigurableResource):
+    """Reads one day of raw EHR extract as the RAW_* tables of `rare_triage.lib.schema`."""
+
+    def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
+        """The raw tables of `day`."""
+        raise NotImplementedError
+
+    @property
+    def source_name(self) -> str:
+        """Short name recorded in asset metadata."""
+        raise NotImplementedError
+
+
+class DriftScenarioConfig(dg.Config):
+    """A drift switched on from `start` (YYYY-MM-DD): thermometer_offset, case_mix or new_centre."""
+
+    kind: str
+    start: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyntheticEhrSource(EhrSource):
+    """Synthetic extracts grounded in HPO's Orphanet annotations and Orphanet prevalence; deterministic per day."""
+
+    seed: int = 20250101
+    encounters_per_day: int = 2000
+    population_size: int = 200_000
+    error_rate: float = 0.002
+    drift_scenarios: list[DriftScenarioConfig] = Field(default_factory=list)
+
+    @property
+    def source_name(self) -> str:
+        return "synthetic"
+
+    def synthetic_config(self) -> SyntheticConfig:
+        scenarios = tuple(
+            DriftScenario(kind=s.kind, start=dt.date.fromisoformat(s.start), params=dict(s.params))
+            for s in self.drift_scenarios
+        )
+        return SyntheticConfig(
+            seed=self.seed,
+            encounters_per_day=self.encounters_per_day,
+            population_size=self.population_size,
+            error_rate=self.error_rate,
+            drift=scenarios,
+        )
+
+    def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
+        return generate_extract(day, self.synthetic_config(), reference)
+
+
+class LandingZoneEhrSource(EhrSource):
+    """Extracts dropped by integrators: `<root_uri>/<YYYY-MM-DD>/` with CSV, Parquet or FHIR R4 Bundles."""
+
+    root_uri: str
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    @property
+    def source_name(self) -> str:
+        return "landing_zone"
+
+    def filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """The landing zone's filesystem and its root path inside it."""
+        options = S3Options(self.s3_endpoint_url, self.s3_access_key_id, self.s3_secret_access_key, self.s3_region)
+        return resolve_filesystem(self.root_uri, options)
+
+    def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
+        fs, root = self.filesystem()
+        return read_landing_day(root, day, filesystem=fs)

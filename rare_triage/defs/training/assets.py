@@ -1,0 +1,217 @@
+"""Training assets: training_set (temporal windows) -> triage_model (search, calibration, thresholds, MLflow
+registry alias `challenger`). Evaluation and external validation are in evaluation_assets."""
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+from duckdb import CatalogException
+
+from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.mlflow import MlflowTracking
+from rare_triage.defs.training.config import TrainingSetConfig, TriageModelConfig
+from rare_triage.lib.features.phenotype_encoding import phenotype_encoding
+from rare_triage.lib.reference.frames import reference_from_frames
+from rare_triage.lib.training import tracking
+from rare_triage.lib.training.columns import ORPHAN_INDEX, label_codes
+from rare_triage.lib.training.model import build_triage_model
+from rare_triage.lib.training.plots import calibration_png, markdown_image, pr_curves_png
+from rare_triage.lib.training.report import json_safe, markdown_table, metric_value
+from rare_triage.lib.training.train import train_triage_model
+from rare_triage.lib.training.windows import (
+    TrainingSet,
+    compact_features,
+    explicit_windows,
+    label_distribution,
+    last_days_windows,
+    partitions_query,
+    window_query,
+)
+
+REFERENCE_IN = dg.AssetIn(key=c.HPO_REFERENCE_TABLES)
+MIN_VALIDATION_ORPHANS = 100  # below this a threshold for recall 0.95 rests on a handful of cases
+
+
+@dg.asset(
+    key=c.TRAINING_SET,
+    group_name=c.GROUP_TRAINING,
+    deps=[c.ENCOUNTER_FEATURES],
+    pool=c.DUCKDB_POOL,
+    kinds={"duckdb", "pandas"},
+    description="Train / validation / test windows of encounter features read from the DuckDB warehouse by "
+    "partition_day; the test window is strictly later than validation, itself later than training.",
+)
+def training_set(
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, duckdb: DuckDBResource
+) -> dg.MaterializeResult:
+    with duckdb.get_connection() as conn:
+        try:
+            days = [row[0] for row in conn.execute(partitions_query(config.table)).fetchall()]
+        except CatalogException as exc:
+            raise ValueError(
+                f"table: {config.table!r} is not in the warehouse {duckdb.database}; "
+                "materialize encounter_features first"
+            ) from exc
+        bounds = config.explicit_bounds()
+        windows = (
+            explicit_windows(bounds)
+            if bounds
+            else last_days_windows(days, config.train_days, config.validation_days, config.test_days)
+        )
+        frames = {}
+        for name, window in windows.items():
+            frame = conn.execute(window_query(config.table), [window.start.isoformat(), window.end.isoformat()]).df()
+            if frame.empty:
+                raise ValueError(
+                    f"{name} window {window.start}..{window.end}: no row in {config.table} "
+                    f"(partitions present: {days[0] if days else None}..{days[-1] if days else None})"
+                )
+            frames[name] = compact_features(frame)
+    dataset = TrainingSet(windows=windows, **frames)
+    partitions = dataset.partitions()
+    distribution = {name: label_distribution(frame) for name, frame in dataset.frames()}
+    table = pd.DataFrame(distribution).T.rename_axis("window").reset_index()
+    table["rows"] = [len(frame) for _, frame in dataset.frames()]
+    table["orphan_share"] = table["orphan"] / table["rows"]
+    overlap = len(set(dataset.train["patient_key"]) & set(dataset.test["patient_key"]))
+    context.log.info("windows %s, rows %s", windows.as_dict(), table["rows"].tolist())
+    return dg.MaterializeResult(
+        value=dataset,
+        metadata={
+            "windows": dg.MetadataValue.json(windows.as_dict()),
+            "label_distribution": dg.MetadataValue.md(markdown_table(table)),
+            "label_counts": dg.MetadataValue.json(distribution),
+            "partitions": dg.MetadataValue.json(partitions),
+            "rows_train": len(dataset.train),
+            "rows_validation": len(dataset.validation),
+            "rows_test": len(dataset.test),
+            "patients_in_train_and_test": overlap,
+            "dagster/row_count": int(table["rows"].sum()),
+        },
+    )
+
+
+@dg.asset(
+    key=c.TRIAGE_MODEL,
+    group_name=c.GROUP_TRAINING,
+    ins={"training_set": dg.AssetIn(key=c.TRAINING_SET), "reference": REFERENCE_IN},
+    kinds={"scikitlearn", "xgboost", "mlflow"},
+    description="Candidate pipelines (LR, depth-bounded RF, XGBoost x class weights / oversampling, a two-stage "
+    "comparison) cross-validated on the training window; the chosen one refitted, calibrated if it helps, its "
+    "orphan threshold tuned on validation for the target recall; logged and registered in MLflow as `challenger`.",
+)
+def triage_model(
+    context: dg.AssetExecutionContext,
+    config: TriageModelConfig,
+    mlflow: MlflowTracking,
+    training_set: TrainingSet,
+    reference: dict[str, pd.DataFrame],
+) -> dg.MaterializeResult:
+    ref = reference_from_frames(reference)
+    training_config = config.training_config()
+    fingerprint = tracking.data_fingerprint([training_set.train, training_set.validation])
+    partitions = training_set.partitions()
+    tags = tracking.asset_run_tags(context.run.run_id, "triage_model")
+    revision = tags["code_revision"]
+    with mlflow.start_run("triage_model", tags={**tags, "data_fingerprint": fingerprint}) as run:
+        tracking.log_params(
+            {
+                **{k: v for k, v in config.model_dump().items() if k != "candidates"},
+                "candidates": ",".join(config.candidates),
+                **{f"window_{n}_{e}": d for n, w in training_set.windows.as_dict().items() for e, d in w.items()},
+                "rows_train": len(training_set.train),
+                "rows_validation": len(training_set.validation),
+                "data_fingerprint": fingerprint,
+                "dagster_run_id": context.run.run_id,
+                "code_revision": revision,
+            }
+        )
+        tracking.log_json(partitions, "partitions.json")
+        outcome = train_triage_model(training_set.train, training_set.validation, training_config, log=context.log.info)
+        tracking.log_params(
+            {
+                "chosen_candidate": outcome.spec.name,
+                "calibration_chosen": outcome.calibration,
+                "orphan_threshold_limited_by": outcome.policy.limited_by,
+            }
+        )
+        cv_table = outcome.cv_table()
+        for row in cv_table.to_dict(orient="records"):
+            tracking.log_metrics(
+                {k: v for k, v in row.items() if k not in ("candidate", "servable")}, f"cv.{row['candidate']}."
+            )
+        tracking.log_metrics(outcome.validation_metrics, "validation.")
+        tracking.log_metrics(outcome.policy.as_dict(), "policy.")
+        tracking.log_metrics(outcome.timings, "time.")
+        tracking.log_metrics(outcome.calibration_report, "calibration.")
+        tracking.log_table(cv_table, "cv_results.csv")
+        y_val = label_codes(training_set.validation["label"])
+        pr_png = pr_curves_png(y_val, outcome.validation_proba, "Precision-recall (validation window)")
+        cal_png = calibration_png(y_val, outcome.validation_proba, title="Calibration (validation window)")
+        tracking.log_png(pr_png, "validation_pr_curves.png")
+        tracking.log_png(cal_png, "validation_calibration.png")
+        model_info = tracking.log_pipeline(outcome.pipeline)
+        version = tracking.register_challenger(
+            mlflow.client(),
+            model_info,
+            mlflow.registered_model_name,
+            run.info.run_id,
+            {**tags, "data_fingerprint": fingerprint, "candidate": outcome.spec.name},
+        )
+        model = build_triage_model(
+            outcome,
+            feature_set=config.feature_set,
+            test=training_set.test,
+            training_partitions=sorted(partitions["train"] + partitions["validation"]),
+            data_fingerprint=fingerprint,
+            code_revision=revision,
+            hpo_release=ref.hpo_release,
+            vocabulary=ref.vocabulary,
+            systems=ref.systems,
+            phenotype_encoding=phenotype_encoding(ref),
+            model_params=training_config.params.as_dict(),
+            mlflow_run_id=run.info.run_id,
+            mlflow_model_version=version,
+        )
+    calibration = pd.DataFrame(outcome.calibration_report).T.rename_axis("method").reset_index()
+    validation_orphans = int((y_val == ORPHAN_INDEX).sum())
+    if outcome.policy.limited_by_budget:
+        context.log.warning(
+            f"orphan threshold raised to the flag-rate budget ({outcome.policy.max_flag_rate:.0%} of non-orphan "
+            f"validation encounters): validation orphan recall {outcome.validation_metrics['orphan_recall']:.3f}, "
+            f"short of the target {outcome.policy.target_recall} at {outcome.policy.recall_confidence:.0%} "
+            "confidence; the needs-review band keeps the rest in sight"
+        )
+    if validation_orphans < MIN_VALIDATION_ORPHANS:
+        context.log.warning(
+            f"the orphan threshold was tuned on {validation_orphans} validation orphan cases (recall moves in steps "
+            f"of {1 / max(validation_orphans, 1):.3f}); widen the validation window for a stable threshold"
+        )
+    return dg.MaterializeResult(
+        value=model,
+        metadata={
+            "candidate": outcome.spec.name,
+            "why": outcome.selection_reason,
+            "cv_results": dg.MetadataValue.md(
+                f"StratifiedKFold({config.cv_folds}) on {outcome.cv_rows} training rows\n\n{markdown_table(cv_table)}"
+            ),
+            "calibration": outcome.calibration,
+            "calibration_report": dg.MetadataValue.md(markdown_table(calibration)),
+            "thresholds": dg.MetadataValue.json(model.thresholds),
+            "orphan_threshold_limited_by": outcome.policy.limited_by,
+            "needs_review": dg.MetadataValue.json(json_safe(model.needs_review)),
+            "validation_metrics": dg.MetadataValue.json(json_safe(outcome.validation_metrics)),
+            "validation_orphan_recall": metric_value(outcome.validation_metrics["orphan_recall"]),
+            "validation_non_orphan_flag_rate": metric_value(outcome.validation_metrics["non_orphan_flag_rate"]),
+            "validation_orphans": validation_orphans,
+            "feature_set": config.feature_set,
+            "feature_columns": len(model.feature_columns),
+            "timings_s": dg.MetadataValue.json({k: round(v, 2) for k, v in outcome.timings.items()}),
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_model_version": str(version),
+            "registered_model": f"{mlflow.registered_model_name}@challenger",
+            "data_fingerprint": fingerprint,
+            "code_revision": revision,
+            "validation_pr_curves": dg.MetadataValue.md(markdown_image(pr_png, "validation PR curves")),
+            "validation_calibration": dg.MetadataValue.md(markdown_image(cal_png, "validation calibration")),
+        },
+    )

@@ -1,0 +1,140 @@
+"""The gates of the issue as blocking asset checks: a model that fails one is neither exported nor published.
+
+Each check also tags the registered model version (`gate.<check>` = passed / failed) so the promotion gate
+can read the verdicts from the MLflow registry.
+"""
+
+import inspect
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+import dagster as dg
+
+from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.mlflow import MlflowTracking
+from rare_triage.defs.training.config import (
+    ExternalValidationGateConfig,
+    OrphanPrAucGateConfig,
+    OrphanRecallGateConfig,
+    SubgroupRecallGateConfig,
+)
+from rare_triage.lib.training import gates, tracking
+from rare_triage.lib.training.evaluate import ModelEvaluation
+from rare_triage.lib.training.external import ExternalValidation
+from rare_triage.lib.training.report import json_safe
+
+
+class _OfModelVersion(Protocol):
+    """What a gated asset holds: the registered model version it judged."""
+
+    @property
+    def mlflow_model_version(self) -> str | None: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=dg.Config)
+AssetT = TypeVar("AssetT", bound=_OfModelVersion)
+
+
+def _result(mlflow: MlflowTracking, version: str | None, name: str, gate: gates.GateResult) -> dg.AssetCheckResult:
+    tracking.set_version_tags(
+        mlflow.client(), mlflow.registered_model_name, version, {f"gate.{name}": "passed" if gate.passed else "failed"}
+    )
+    metadata = {
+        k: dg.MetadataValue.json(json_safe(v)) if isinstance(v, dict | list) else json_safe(v)
+        for k, v in gate.metadata.items()
+    }
+    return dg.AssetCheckResult(
+        passed=gate.passed,
+        description=gate.description,
+        metadata={k: ("nan" if v is None else v) for k, v in metadata.items()},
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+
+
+def gate_check(
+    *,
+    name: str,
+    asset: dg.AssetKey,
+    asset_type: type[AssetT],
+    description: str,
+    config_type: type[ConfigT] | None,
+    evaluate: Callable[[ConfigT, AssetT], gates.GateResult],
+) -> dg.AssetChecksDefinition:
+    """The blocking check `name` of `asset`: `evaluate(config, asset value)` is its verdict (config is None when
+    `config_type` is), tagged `gate.<name>` on the model version the asset judged.
+
+    Dagster reads the check function's parameters from its `__signature__`, as for a plain
+    `def check(config: config_type, mlflow: MlflowTracking, <asset name>: asset_type)` (no `config` without a
+    config type), and passes them by keyword.
+    """
+    input_name = asset.path[-1]
+    names = ("config", "mlflow", input_name) if config_type is not None else ("mlflow", input_name)
+    annotations = {"config": config_type, "mlflow": MlflowTracking, input_name: asset_type}
+    signature = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotations[n]) for n in names],
+        return_annotation=dg.AssetCheckResult,
+    )
+
+    def check(**arguments: Any) -> dg.AssetCheckResult:
+        judged: AssetT = arguments[input_name]
+        gate = evaluate(arguments.get("config"), judged)  # type: ignore[arg-type]  # None only without config
+        return _result(arguments["mlflow"], judged.mlflow_model_version, name, gate)
+
+    check.__name__ = check.__qualname__ = name
+    check.__signature__ = signature  # type: ignore[attr-defined]
+    return dg.asset_check(asset=asset, name=name, blocking=True, description=description)(check)
+
+
+orphan_recall_gate = gate_check(
+    name=c.ORPHAN_RECALL_GATE,
+    asset=c.MODEL_EVALUATION,
+    asset_type=ModelEvaluation,
+    description="Orphan recall on the test window at the chosen threshold >= min_recall (default 0.90).",
+    config_type=OrphanRecallGateConfig,
+    evaluate=lambda config, evaluation: gates.orphan_recall_gate(evaluation.metrics, config.min_recall),
+)
+
+orphan_pr_auc_gate = gate_check(
+    name=c.ORPHAN_PR_AUC_GATE,
+    asset=c.MODEL_EVALUATION,
+    asset_type=ModelEvaluation,
+    description="Orphan PR-AUC on the test window >= min_prevalence_multiple (default 5) x orphan prevalence.",
+    config_type=OrphanPrAucGateConfig,
+    evaluate=lambda config, evaluation: gates.orphan_pr_auc_gate(evaluation.metrics, config.min_prevalence_multiple),
+)
+
+subgroup_recall_gate = gate_check(
+    name=c.SUBGROUP_RECALL_GATE,
+    asset=c.MODEL_EVALUATION,
+    asset_type=ModelEvaluation,
+    description="No age band or sex with >= min_orphans (20) orphan cases has orphan recall < min_recall (0.80).",
+    config_type=SubgroupRecallGateConfig,
+    evaluate=lambda config, evaluation: gates.subgroup_recall_gate(
+        evaluation.subgroups, config.min_recall, config.min_orphans, config.attributes
+    ),
+)
+
+behaviour_gate = gate_check(
+    name=c.BEHAVIOUR_GATE,
+    asset=c.MODEL_EVALUATION,
+    asset_type=ModelEvaluation,
+    description="Behavioural tests: pseudonymous ids change nothing, an added red-flag phenotype does not lower "
+    "the orphan probability on average, all vitals missing still scores.",
+    config_type=None,
+    evaluate=lambda _config, evaluation: gates.behaviour_gate(evaluation.behaviour),
+)
+
+external_validation_gate = gate_check(
+    name=c.EXTERNAL_VALIDATION_GATE,
+    asset=c.EXTERNAL_VALIDATION,
+    asset_type=ExternalValidation,
+    description="Real published cases flagged orphan-compatible >= min_share (0.85) while the non-orphan test "
+    "flag rate stays <= max_test_non_orphan_flag_rate (0.05).",
+    config_type=ExternalValidationGateConfig,
+    evaluate=lambda config, external: gates.external_validation_gate(
+        external.share_flagged,
+        external.test_non_orphan_flag_rate,
+        config.min_share,
+        config.max_test_non_orphan_flag_rate,
+    ),
+)

@@ -1,0 +1,97 @@
+"""Run configuration of the training assets and checks (defaults from the issue; every threshold is config).
+
+TriageModelConfig is built from the library's dataclasses (TrainingConfig, ModelParams): their fields, defaults
+and descriptions are defined once, there, and read here.
+"""
+
+import dagster as dg
+from pydantic import Field, create_model
+
+from rare_triage.defs.shared.dataclass_config import config_fields, from_config
+from rare_triage.lib.training.candidates import ModelParams
+from rare_triage.lib.training.columns import FEATURE_SETS
+from rare_triage.lib.training.train import TrainingConfig
+
+FEATURES_TABLE = "features.encounter_features"
+# ModelParams fields left at their library defaults rather than offered as run config.
+FIXED_MODEL_PARAMS = ("lr_max_iter", "xgb_subsample", "xgb_colsample_bytree")
+
+
+class TrainingSetConfig(dg.Config):
+    """Explicit windows (all six days) or the last N days relative to the latest partition present."""
+
+    table: str = Field(default=FEATURES_TABLE, description="DuckDB table of the encounter features")
+    train_start: str | None = None
+    train_end: str | None = None
+    validation_start: str | None = None
+    validation_end: str | None = None
+    test_start: str | None = None
+    test_end: str | None = None
+    train_days: int = Field(default=0, description="days of training before validation; 0 = every earlier day")
+    validation_days: int = Field(default=7, description="days of the validation window (before the test window)")
+    test_days: int = Field(default=7, description="days of the test window, ending on the latest partition")
+
+    def explicit_bounds(self) -> dict[str, str | None] | None:
+        bounds = {
+            "train_start": self.train_start,
+            "train_end": self.train_end,
+            "validation_start": self.validation_start,
+            "validation_end": self.validation_end,
+            "test_start": self.test_start,
+            "test_end": self.test_end,
+        }
+        return bounds if any(bounds.values()) else None
+
+
+_TriageModelFields = create_model(
+    "_TriageModelFields",
+    __base__=dg.Config,
+    **config_fields(TrainingConfig, exclude={"params"}),
+    **config_fields(ModelParams, exclude=FIXED_MODEL_PARAMS),
+)
+
+
+# The fields of TrainingConfig (but `params`) and of ModelParams (but FIXED_MODEL_PARAMS), with their defaults
+# and descriptions. (The docstring is the config's description in Dagster.)
+class TriageModelConfig(_TriageModelFields):  # type: ignore[misc,valid-type]  # fields built above
+    """Candidate search, threshold policy and the hyper-parameters of the families."""
+
+    def model_params(self) -> ModelParams:
+        return from_config(ModelParams, self)
+
+    def training_config(self) -> TrainingConfig:
+        return from_config(TrainingConfig, self, params=self.model_params())
+
+
+class ModelEvaluationConfig(dg.Config):  # the keyword arguments of evaluate_model, which has no defaults
+    min_subgroup_orphans: int = Field(default=20, description="subgroups with fewer orphan cases are not gated")
+    behaviour_sample: int = 500
+    elderly_age: float = 65.0
+    min_chronic_conditions: int = Field(default=2, description="'several chronic conditions': comorbidity_count >=")
+    seed: int = 0
+
+
+class ExternalValidationConfig(dg.Config):
+    ablation: bool = Field(default=True, description="refit the chosen candidate on each feature set")
+    ablation_feature_sets: list[str] = Field(default=list(FEATURE_SETS))
+    ablation_max_rows: int = 200_000
+    max_cases: int = Field(default=0, description="score at most this many real cases (0 = all)")
+
+
+class OrphanRecallGateConfig(dg.Config):
+    min_recall: float = 0.90
+
+
+class OrphanPrAucGateConfig(dg.Config):
+    min_prevalence_multiple: float = 5.0
+
+
+class SubgroupRecallGateConfig(dg.Config):
+    min_recall: float = 0.80
+    min_orphans: int = 20
+    attributes: list[str] = Field(default=["age_band", "sex"])
+
+
+class ExternalValidationGateConfig(dg.Config):
+    min_share: float = 0.85
+    max_test_non_orphan_flag_rate: float = 0.05

@@ -1,0 +1,1 @@
+"""The deployment domain: the model bundle, ONNX export, manifest, bucket, publication and promotion."""

@@ -1,0 +1,197 @@
+"""Published models in the bucket: immutable version folders and the env pointers that say which one is served.
+
+Layout (under the bucket root):
+    models/rare-triage/<version>/model.onnx      immutable
+    models/rare-triage/<version>/manifest.json   immutable
+    models/rare-triage/env/<env>.json            pointer, the only object ever overwritten
+
+A pointer moves only after the version's files were read back and hash-verified, so a reader that
+follows a pointer always finds a complete, consistent model.
+"""
+
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rare_triage.lib.deployment.bucket import Bucket, ObjectExistsError, ObjectNotFoundError
+from rare_triage.lib.deployment.manifest import (
+    MODEL_NAME,
+    ManifestError,
+    manifest_from_bytes,
+    manifest_to_bytes,
+    sha256_hex,
+    validate_manifest,
+)
+
+MODELS_PREFIX = f"models/{MODEL_NAME}"
+ENV_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+VERSION_PATTERN = re.compile(r"^v\d+-[0-9a-f]{12}$")
+
+
+class IntegrityError(RuntimeError):
+    """Stored files are missing, incomplete or do not match their hashes: nothing may point at them."""
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """A verified version in the bucket."""
+
+    version: str
+    model_key: str
+    manifest_key: str
+    onnx_sha256: str
+    manifest_sha256: str
+    size_bytes: int
+    already_published: bool = False
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """Content of `env/<env>.json`: the served version and the manifest hash it was verified against."""
+
+    env: str
+    version: str
+    manifest_sha256: str
+    onnx_sha256: str
+    updated_at: str
+    previous_version: str | None
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON bytes of the pointer."""
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def _check_env(env: str) -> str:
+    if not ENV_PATTERN.match(env):
+        raise ValueError(f"env: {env!r} must be lowercase letters, digits, '-' or '_' (e.g. dev, prod)")
+    return env
+
+
+def _check_version(version: str) -> str:
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"version: {version!r} is not of the form v<N>-<12 hex digits>")
+    return version
+
+
+def model_key(version: str) -> str:
+    """Key of a version's ONNX file."""
+    return f"{MODELS_PREFIX}/{_check_version(version)}/model.onnx"
+
+
+def manifest_key(version: str) -> str:
+    """Key of a version's manifest."""
+    return f"{MODELS_PREFIX}/{_check_version(version)}/manifest.json"
+
+
+def pointer_key(env: str) -> str:
+    """Key of an env pointer."""
+    return f"{MODELS_PREFIX}/env/{_check_env(env)}.json"
+
+
+def verify_version(bucket: Bucket, version: str) -> tuple[PublishedVersion, dict[str, Any]]:
+    """Read a version's files back and check them against each other; IntegrityError if anything is off."""
+    try:
+        onnx_bytes = bucket.get_bytes(model_key(version))
+        manifest_bytes = bucket.get_bytes(manifest_key(version))
+    except ObjectNotFoundError as exc:
+        raise IntegrityError(f"version {version}: incomplete in {bucket.uri} ({exc})") from exc
+    try:
+        manifest = manifest_from_bytes(manifest_bytes)
+        validate_manifest(manifest, onnx_bytes)
+    except ManifestError as exc:
+        raise IntegrityError(f"version {version}: {exc}") from exc
+    if manifest["version"] != version:
+        raise IntegrityError(f"version {version}: its manifest names version {manifest['version']!r}")
+    published = PublishedVersion(
+        version=version,
+        model_key=model_key(version),
+        manifest_key=manifest_key(version),
+        onnx_sha256=manifest["onnx"]["sha256"],
+        manifest_sha256=sha256_hex(manifest_bytes),
+        size_bytes=len(onnx_bytes),
+    )
+    return published, manifest
+
+
+def publish_model(bucket: Bucket, onnx_bytes: bytes, manifest: dict[str, Any]) -> PublishedVersion:
+    """Write the version's ONNX file then its manifest, read both back and verify them.
+
+    Idempotent: a version already complete with the same ONNX bytes is verified and returned as is
+    (its first manifest stays). A half-written version (ONNX without manifest, e.g. after a failed
+    upload) is completed. An existing file with other content raises IntegrityError.
+    """
+    validate_manifest(manifest, onnx_bytes)
+    version = manifest["version"]
+    keys = ((model_key(version), onnx_bytes), (manifest_key(version), manifest_to_bytes(manifest)))
+    already = True
+    for key, data in keys:
+        try:
+            bucket.put_bytes(key, data, if_absent=True)
+            already = False
+        except ObjectExistsError:
+            if key == model_key(version) and sha256_hex(bucket.get_bytes(key)) != sha256_hex(data):
+                raise IntegrityError(
+                    f"version {version}: stored model.onnx differs from the bytes to publish"
+                ) from None
+    published, _ = verify_version(bucket, version)
+    return PublishedVersion(**{**asdict(published), "already_published": already})
+
+
+def read_pointer(bucket: Bucket, env: str) -> Pointer | None:
+    """The env's pointer, or None when the env never served a model."""
+    try:
+        data = json.loads(bucket.get_bytes(pointer_key(env)).decode("utf-8"))
+    except ObjectNotFoundError:
+        return None
+    try:
+        return Pointer(**data)
+    except TypeError as exc:
+        raise IntegrityError(f"pointer {pointer_key(env)}: unexpected fields ({exc})") from exc
+
+
+def move_pointer(bucket: Bucket, env: str, version: str, now: dt.datetime | None = None) -> Pointer:
+    """Point `env` at `version` after verifying the version's files; one overwrite of the pointer object.
+
+    Pointing an env at the version it already serves changes nothing (the history link is kept).
+    """
+    published, _ = verify_version(bucket, version)
+    previous = read_pointer(bucket, env)
+    if previous is not None and (previous.version, previous.manifest_sha256) == (version, published.manifest_sha256):
+        return previous
+    pointer = Pointer(
+        env=_check_env(env),
+        version=version,
+        manifest_sha256=published.manifest_sha256,
+        onnx_sha256=published.onnx_sha256,
+        updated_at=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds"),
+        previous_version=previous.version if previous else None,
+    )
+    bucket.put_bytes(pointer_key(env), pointer.to_bytes(), if_absent=False)
+    return pointer
+
+
+def served_model(bucket: Bucket, env: str) -> tuple[Pointer, dict[str, Any], bytes]:
+    """What `env` serves: its pointer, the verified manifest and the ONNX bytes (as the serving side loads it)."""
+    pointer = read_pointer(bucket, env)
+    if pointer is None:
+        raise IntegrityError(f"env {env}: no pointer at {pointer_key(env)} in {bucket.uri}")
+    onnx_bytes = bucket.get_bytes(model_key(pointer.version))
+    manifest_bytes = bucket.get_bytes(manifest_key(pointer.version))
+    if sha256_hex(manifest_bytes) != pointer.manifest_sha256:
+        raise IntegrityError(f"env {env}: manifest of {pointer.version} does not match the pointer's hash")
+    manifest = manifest_from_bytes(manifest_bytes)
+    validate_manifest(manifest, onnx_bytes)
+    return pointer, manifest, onnx_bytes
+
+
+def list_versions(bucket: Bucket) -> list[str]:
+    """Versions that have a manifest, oldest first by the manifest's created_at."""
+    versions = {
+        key.split("/")[2]
+        for key in bucket.list(MODELS_PREFIX + "/")
+        if key.endswith("/manifest.json") and VERSION_PATTERN.match(key.split("/")[2])
+    }
+    created = {v: manifest_from_bytes(bucket.get_bytes(manifest_key(v)))["created_at"] for v in versions}
+    return sorted(versions, key=lambda v: (created[v], v))

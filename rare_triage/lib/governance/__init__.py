@@ -1,0 +1,1 @@
+"""The governance domain: validation and quarantine, Safe Harbor anonymization, k-anonymity, anonymized schemas."""

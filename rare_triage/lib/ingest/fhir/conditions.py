@@ -1,0 +1,146 @@
+"""FHIR R4 Conditions to ``diagnoses`` and ``comorbidities`` rows.
+
+Mapping choices (documented for integrators):
+- Codes: systems starting with ``http://hl7.org/fhir/sid/icd-10`` (icd-10, icd-10-cm, ...) give
+  ICD10; ``http(s)://www.orpha.net`` gives ORPHA with code ``ORPHA:<n>``. A Condition coded in
+  both gives one row per code (same rank). Conditions with neither are ignored.
+- Category encounter-diagnosis (or no category but listed in ``Encounter.diagnosis``) ->
+  diagnoses, linked by ``Condition.encounter`` or by the Encounter listing it. Rank:
+  ``Encounter.diagnosis.rank``, else the position in that list, else the next free rank of
+  the encounter in Bundle order (so an unranked single diagnosis has rank 1).
+- Category problem-list-item -> comorbidities (ICD10 codes only), clinicalStatus active,
+  recurrence, relapse or absent. Linked to ``Condition.encounter``, else to every encounter
+  of the same patient in the Bundle.
+- verificationStatus entered-in-error or refuted: skipped.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from rare_triage.lib.ingest.fhir.bundle import CONDITION_CATEGORY_SYSTEM, BundleIndex, codes_in, codings
+
+ICD10_SYSTEM_PREFIX: Final = "http://hl7.org/fhir/sid/icd-10"
+ORPHA_SYSTEMS: Final = frozenset({"http://www.orpha.net", "https://www.orpha.net"})
+SKIPPED_VERIFICATION: Final = frozenset({"entered-in-error", "refuted"})
+ACTIVE_CLINICAL_STATUSES: Final = frozenset({"active", "recurrence", "relapse"})
+ENCOUNTER_DIAGNOSIS: Final = "encounter-diagnosis"
+PROBLEM_LIST_ITEM: Final = "problem-list-item"
+
+
+@dataclass
+class ConditionRows:
+    """Rows collected from the Conditions of one Bundle."""
+
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
+    comorbidities: list[dict[str, Any]] = field(default_factory=list)
+    ignored: int = 0
+
+
+def condition_rows(
+    index: BundleIndex, encounters_by_patient: dict[str, list[str]], skipped_encounters: set[str]
+) -> ConditionRows:
+    """Diagnosis and comorbidity rows of every Condition; ``ignored`` counts those without ICD-10/ORPHA code."""
+    listed = _listed_diagnoses(index)
+    next_rank: dict[str, int] = defaultdict(int)
+    for encounter_id, rank in listed.values():
+        next_rank[encounter_id] = max(next_rank[encounter_id], rank)
+    rows = ConditionRows()
+    for key, condition in index.of_type("Condition"):
+        label = f"Condition/{key}"
+        if SKIPPED_VERIFICATION & set(codes_in([condition.verificationStatus])):
+            continue
+        codes = condition_codes(condition, label)
+        if not codes:
+            rows.ignored += 1
+            continue
+        categories = set(codes_in(condition.category or [], CONDITION_CATEGORY_SYSTEM)) or set(
+            codes_in(condition.category or [])
+        )
+        if ENCOUNTER_DIAGNOSIS in categories or (not categories and key in listed):
+            encounter_id, rank = _diagnosis_link(key, condition, index, listed=listed, next_rank=next_rank, label=label)
+            if encounter_id not in skipped_encounters:
+                rows.diagnoses.extend(
+                    {"encounter_id": encounter_id, "code_system": system, "code": code, "rank": rank}
+                    for system, code in codes
+                )
+        if PROBLEM_LIST_ITEM in categories and _is_active(condition):
+            for encounter_id in _comorbidity_encounters(condition, index, encounters_by_patient):
+                if encounter_id not in skipped_encounters:
+                    rows.comorbidities.extend(
+                        {"encounter_id": encounter_id, "icd10_code": code}
+                        for system, code in codes
+                        if system == "ICD10"
+                    )
+    return rows
+
+
+def condition_codes(condition: Any, label: str) -> list[tuple[str, str]]:
+    """(code_system, code) pairs of a Condition's ICD-10 and ORPHA codings, in coding order."""
+    found = []
+    for coding in codings(condition.code):
+        if not coding.code or not coding.system:
+            continue
+        if coding.system.startswith(ICD10_SYSTEM_PREFIX):
+            found.append(("ICD10", coding.code.strip().upper()))
+        elif coding.system.rstrip("/") in ORPHA_SYSTEMS:
+            found.append(("ORPHA", normalize_orpha_code(coding.code, label)))
+    return list(dict.fromkeys(found))
+
+
+def normalize_orpha_code(code: str, label: str) -> str:
+    """``558``, ``ORPHA:558`` or ``Orphanet_558`` -> ``ORPHA:558``."""
+    text = code.strip()
+    for prefix in ("ORPHA:", "Orphanet_", "ORPHANET:"):
+        if text.upper().startswith(prefix.upper()):
+            text = text[len(prefix) :]
+    if not text.isdigit():
+        raise ValueError(f"invalid FHIR {label}: field code.coding.code: {code!r} is not an ORPHA code like ORPHA:558")
+    return f"ORPHA:{int(text)}"
+
+
+def _listed_diagnoses(index: BundleIndex) -> dict[str, tuple[str, int]]:
+    """Condition key -> (encounter id, rank) from ``Encounter.diagnosis``."""
+    listed = {}
+    for encounter_id, encounter in index.of_type("Encounter"):
+        for position, diagnosis in enumerate(encounter.diagnosis or [], start=1):
+            condition_id, _ = index.resolve(diagnosis.condition, "Condition")
+            if condition_id is not None:
+                listed[condition_id] = (encounter_id, int(diagnosis.rank or position))
+    return listed
+
+
+def _diagnosis_link(
+    key: str,
+    condition: Any,
+    index: BundleIndex,
+    *,
+    listed: dict[str, tuple[str, int]],
+    next_rank: dict[str, int],
+    label: str,
+) -> tuple[str, int]:
+    encounter_id, _ = index.resolve(condition.encounter, "Encounter")
+    if key in listed and encounter_id in (None, listed[key][0]):
+        return listed[key]
+    if encounter_id is None:
+        raise ValueError(
+            f"invalid FHIR {label}: field encounter: an encounter-diagnosis must reference its Encounter "
+            "(or be listed in Encounter.diagnosis)"
+        )
+    next_rank[encounter_id] += 1
+    return encounter_id, next_rank[encounter_id]
+
+
+def _is_active(condition: Any) -> bool:
+    statuses = set(codes_in([condition.clinicalStatus]))
+    return not statuses or bool(statuses & ACTIVE_CLINICAL_STATUSES)
+
+
+def _comorbidity_encounters(
+    condition: Any, index: BundleIndex, encounters_by_patient: dict[str, list[str]]
+) -> list[str]:
+    encounter_id, _ = index.resolve(condition.encounter, "Encounter")
+    if encounter_id is not None:
+        return [encounter_id]
+    patient_id, _ = index.resolve(condition.subject, "Patient")
+    return encounters_by_patient.get(patient_id, []) if patient_id is not None else []

@@ -1,0 +1,155 @@
+"""In-process materialization of raw -> anonymized -> features in a temporary folder (local lake)."""
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.ehr_source import SyntheticEhrSource
+from rare_triage.defs.shared.resources import build_resources
+from rare_triage.lib import schema
+from rare_triage.lib.governance.anonymize import IdentifierLeakError
+from rare_triage_tests.helpers.materialize import check_results, local_environ, materialize_day, materialize_reference
+
+DAY = "2025-03-03"
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dg.ExecuteInProcessResult]:
+    home = tmp_path_factory.mktemp("home")
+    resources = build_resources(local_environ(home))
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_reference(resources, instance)
+    return home, materialize_day(resources, instance, DAY)
+
+
+def lake_table(home: Path, asset: str, table: str) -> pd.DataFrame:
+    return pq.read_table(home / "lake" / asset / f"partition_day={DAY}" / f"{table}.parquet").to_pandas()
+
+
+def test_every_check_passes(local_run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    _, result = local_run
+    checks = check_results(result)
+    assert set(checks) == {
+        "raw_schema",
+        "raw_referential_integrity",
+        "anonymized_schema",
+        "no_identifiers",
+        "k_anonymity",
+        "quarantine_accounting",
+        "quarantine_rate",
+        "features_schema",
+        "orphan_prevalence",
+    }
+    assert all(checks.values()), checks
+
+
+def test_rows_in_equal_rows_out_plus_quarantined(local_run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    home, result = local_run
+    raw = {t: lake_table(home, "raw_ehr_extract", t) for t in schema.RAW_TABLES}
+    anonymized = {t: lake_table(home, "anonymized_encounters", t) for t in schema.ANON_TABLES}
+    quarantine = lake_table(home, "quarantined_records", "data")
+    materialization = next(
+        m for m in result.get_asset_materialization_events() if m.asset_key == c.ANONYMIZED_ENCOUNTERS
+    )
+    counts = materialization.materialization.metadata["counts"].value
+    for table in schema.ANON_TABLES:
+        raw_table = schema.RAW_ENCOUNTERS if table == schema.ANON_ENCOUNTERS else table
+        assert counts[raw_table]["in"] == len(raw[raw_table])
+        assert counts[raw_table]["valid"] == len(anonymized[table])
+        assert counts[raw_table]["in"] == counts[raw_table]["valid"] + counts[raw_table]["quarantined"]
+    quarantined_encounters = quarantine.loc[quarantine["table"] == "encounters", "row_ref"].nunique()
+    assert quarantined_encounters == counts["encounters"]["quarantined"]
+    assert (quarantine["reason"].str.len() > 0).all()
+
+
+def test_no_raw_identifier_value_reaches_the_anonymized_lake_or_the_features(
+    local_run: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    home, _ = local_run
+    patients = lake_table(home, "raw_ehr_extract", "patients")
+    encounters = lake_table(home, "raw_ehr_extract", "encounters")
+    identifiers = set()
+    for column in ("patient_id", "mrn", "national_id", "given_name", "family_name", "phone", "email", "street_address"):
+        identifiers |= set(patients[column].dropna().astype(str))
+    identifiers |= set(patients["zip_code"].dropna().astype(str))
+    identifiers |= set(encounters["encounter_id"].dropna().astype(str))
+    stored = [lake_table(home, "anonymized_encounters", t) for t in schema.ANON_TABLES]
+    stored.append(lake_table(home, "quarantined_records", "data"))
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        stored.append(con.sql("select * from features.encounter_features").df())
+    for frame in stored:
+        for column in frame.columns:
+            if frame[column].dtype == object:
+                cells = set(frame[column].dropna().astype(str))
+                assert not cells & identifiers, f"identifier value in {column}"
+                if column == "row_json":  # quarantined rows: no identifier inside the JSON either
+                    joined = " ".join(cells)
+                    assert not any(f'"{value}"' in joined for value in identifiers)
+
+
+def test_features_have_one_row_per_anonymized_encounter(local_run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    home, _ = local_run
+    anonymized = lake_table(home, "anonymized_encounters", schema.ANON_ENCOUNTERS)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        features = con.sql("select * from features.encounter_features").df()
+    assert sorted(features["encounter_key"]) == sorted(anonymized["encounter_key"])
+    assert set(features["label"]) <= set(schema.LABELS)
+    assert (features["partition_day"] == DAY).all()
+
+
+def test_rematerializing_a_partition_replaces_it(tmp_path: Path) -> None:
+    resources = build_resources(local_environ(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_reference(resources, instance)
+    materialize_day(resources, instance, DAY)
+    materialize_day(resources, instance, DAY)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        rows, keys = con.execute(
+            "select count(*), count(distinct encounter_key) from features.encounter_features"
+        ).fetchall()[0]
+    assert rows == keys > 0
+
+
+def test_a_shared_deployment_without_hmac_key_fails_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RARE_TRIAGE_HMAC_KEY", raising=False)
+    resources = build_resources(local_environ(tmp_path, RARE_TRIAGE_DEPLOYMENT="shared"))
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_reference(resources, instance)
+    with pytest.raises(ValueError, match="RARE_TRIAGE_HMAC_KEY"):
+        materialize_day(resources, instance, DAY)
+    assert not (tmp_path / "lake" / "anonymized_encounters").exists()
+
+
+class LeakySource(dg.ConfigurableResource):
+    """A source whose medical record numbers equal the centre codes, so an identifier value reaches the output."""
+
+    def read_day(self, day, reference):  # type: ignore[no-untyped-def]
+        tables = SyntheticEhrSource(encounters_per_day=200, population_size=5000, error_rate=0.0).read_day(
+            day, reference
+        )
+        centre_of_patient = tables["encounters"].drop_duplicates("patient_id").set_index("patient_id")["centre_id"]
+        tables["patients"]["mrn"] = tables["patients"]["patient_id"].map(centre_of_patient)
+        return tables
+
+    @property
+    def source_name(self) -> str:
+        return "leaky"
+
+
+def test_an_identifier_leak_fails_the_governance_step_and_stores_nothing(tmp_path: Path) -> None:
+    resources = build_resources(local_environ(tmp_path))
+    resources[c.EHR_SOURCE] = LeakySource()
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_reference(resources, instance)
+    with pytest.raises(IdentifierLeakError, match=r"patients\.mrn.*encounters\.centre_id"):
+        materialize_day(resources, instance, DAY)
+    assert (tmp_path / "lake" / "raw_ehr_extract" / f"partition_day={DAY}").exists()
+    assert not (tmp_path / "lake" / "anonymized_encounters").exists()
+    assert not (tmp_path / "warehouse.duckdb").exists()

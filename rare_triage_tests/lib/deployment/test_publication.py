@@ -1,0 +1,179 @@
+"""Publishing to the bucket: immutable version folders, verified pointers, and failures that never move a pointer."""
+
+import datetime as dt
+import hashlib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rare_triage.lib.deployment.bucket import Bucket, LocalBucket, S3Bucket
+from rare_triage.lib.deployment.manifest import manifest_to_bytes
+from rare_triage.lib.deployment.publication import (
+    IntegrityError,
+    list_versions,
+    manifest_key,
+    model_key,
+    move_pointer,
+    pointer_key,
+    publish_model,
+    read_pointer,
+    served_model,
+)
+from rare_triage_tests.fixtures_s3 import make_bucket, s3_client, s3_server
+from rare_triage_tests.helpers.published_model_factory import manifest_for
+
+__all__ = ["s3_server"]  # pytest fixture used by name below
+
+ONNX_1, ONNX_2 = b"onnx model one", b"onnx model two"
+
+
+class UploadInterruptedError(ConnectionError):
+    """The simulated network failure."""
+
+
+class FailingPutClient:
+    """A real boto3 client whose `fail_at`-th put_object raises, as a connection lost mid-publication would."""
+
+    def __init__(self, client: Any, fail_at: int) -> None:
+        self._client, self._fail_at, self.puts = client, fail_at, 0
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.puts += 1
+        if self.puts == self._fail_at:
+            raise UploadInterruptedError(f"connection reset while uploading {kwargs['Key']}")
+        return self._client.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def _new_s3_bucket(endpoint: str) -> tuple[Any, str]:
+    name = f"models-{uuid.uuid4().hex[:12]}"
+    make_bucket(endpoint, name)
+    return s3_client(endpoint), name
+
+
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
+def bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Bucket:
+    if request.param == "local":
+        return LocalBucket(tmp_path)
+    client, name = _new_s3_bucket(request.getfixturevalue("s3_server"))
+    return S3Bucket(client, name, prefix="rare")
+
+
+def test_publish_then_point_dev_at_the_verified_version(bucket: Bucket) -> None:
+    manifest = manifest_for(ONNX_1)
+
+    published = publish_model(bucket, ONNX_1, manifest)
+    pointer = move_pointer(bucket, "dev", published.version, now=dt.datetime(2025, 3, 2, tzinfo=dt.UTC))
+
+    version = manifest["version"]
+    assert published.version == version
+    assert published.already_published is False
+    assert bucket.list("models/") == [
+        "models/rare-triage/env/dev.json",
+        f"models/rare-triage/{version}/manifest.json",
+        f"models/rare-triage/{version}/model.onnx",
+    ]
+    assert published.onnx_sha256 == hashlib.sha256(ONNX_1).hexdigest()
+    assert published.manifest_sha256 == hashlib.sha256(bucket.get_bytes(manifest_key(version))).hexdigest()
+    assert read_pointer(bucket, "dev") == pointer
+    assert (pointer.version, pointer.previous_version, pointer.updated_at) == (
+        version,
+        None,
+        "2025-03-02T00:00:00+00:00",
+    )
+    served_pointer, served_manifest, served_bytes = served_model(bucket, "dev")
+    assert (served_pointer, served_manifest, served_bytes) == (pointer, manifest, ONNX_1)
+
+
+def test_publishing_the_same_bytes_again_keeps_the_first_files(bucket: Bucket) -> None:
+    first = publish_model(bucket, ONNX_1, manifest_for(ONNX_1))
+    stored = bucket.get_bytes(manifest_key(first.version))
+
+    again = publish_model(bucket, ONNX_1, manifest_for(ONNX_1, created_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+
+    assert again.version == first.version
+    assert again.already_published is True
+    assert bucket.get_bytes(manifest_key(first.version)) == stored
+
+
+def test_the_pointer_remembers_the_version_it_replaced(bucket: Bucket) -> None:
+    later = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
+    two = publish_model(bucket, ONNX_2, manifest_for(ONNX_2, mlflow_model_version="2", created_at=later)).version
+    one = publish_model(bucket, ONNX_1, manifest_for(ONNX_1)).version
+    move_pointer(bucket, "dev", one)
+
+    pointer = move_pointer(bucket, "dev", two)
+
+    assert (pointer.version, pointer.previous_version) == (two, one)
+    assert move_pointer(bucket, "dev", two) == pointer  # same version again: nothing moves, history kept
+    assert list_versions(bucket) == [one, two]  # oldest first, by the manifests' created_at
+
+
+@pytest.mark.integration
+def test_an_upload_failing_half_way_leaves_the_previous_version_served(s3_server: str) -> None:
+    client, name = _new_s3_bucket(s3_server)
+    healthy = S3Bucket(client, name)
+    served = publish_model(healthy, ONNX_1, manifest_for(ONNX_1)).version
+    move_pointer(healthy, "dev", served)
+    manifest_2 = manifest_for(ONNX_2, mlflow_model_version="2")
+    flaky_client = FailingPutClient(client, fail_at=2)  # model.onnx goes through, manifest.json fails
+
+    with pytest.raises(UploadInterruptedError, match=r"manifest\.json"):
+        new = publish_model(S3Bucket(flaky_client, name), ONNX_2, manifest_2)
+        move_pointer(S3Bucket(flaky_client, name), "dev", new.version)
+
+    half = manifest_2["version"]
+    assert healthy.exists(model_key(half)) and not healthy.exists(manifest_key(half))
+    assert read_pointer(healthy, "dev").version == served  # type: ignore[union-attr]
+    assert served_model(healthy, "dev")[2] == ONNX_1
+    with pytest.raises(IntegrityError, match=f"version {half}: incomplete"):
+        move_pointer(healthy, "dev", half)
+    assert read_pointer(healthy, "dev").version == served  # type: ignore[union-attr]
+
+    completed = publish_model(healthy, ONNX_2, manifest_2)  # a retry completes the half-written version
+    assert completed.already_published is False
+    assert move_pointer(healthy, "dev", half).previous_version == served
+
+
+@pytest.mark.integration
+def test_a_tampered_model_file_is_never_pointed_at(s3_server: str) -> None:
+    client, name = _new_s3_bucket(s3_server)
+    bucket = S3Bucket(client, name)
+    served = publish_model(bucket, ONNX_1, manifest_for(ONNX_1)).version
+    move_pointer(bucket, "dev", served)
+    candidate = publish_model(bucket, ONNX_2, manifest_for(ONNX_2, mlflow_model_version="2")).version
+    client.put_object(Bucket=name, Key=model_key(candidate), Body=b"swapped behind our back")
+
+    with pytest.raises(IntegrityError, match=r"onnx\.sha256 does not match the ONNX bytes"):
+        move_pointer(bucket, "dev", candidate)
+    with pytest.raises(IntegrityError, match=r"stored model\.onnx differs"):
+        publish_model(bucket, ONNX_2, manifest_for(ONNX_2, mlflow_model_version="2"))
+    assert read_pointer(bucket, "dev").version == served  # type: ignore[union-attr]
+
+
+def test_a_manifest_changed_after_the_pointer_moved_is_refused_when_served(tmp_path: Path) -> None:
+    bucket = LocalBucket(tmp_path)
+    version = publish_model(bucket, ONNX_1, manifest_for(ONNX_1)).version
+    move_pointer(bucket, "dev", version)
+    edited = manifest_for(ONNX_1) | {"thresholds": {"orphan": 0.99}}
+    (tmp_path / manifest_key(version)).write_bytes(manifest_to_bytes(edited))
+
+    with pytest.raises(IntegrityError, match="does not match the pointer's hash"):
+        served_model(bucket, "dev")
+
+
+def test_pointers_and_versions_are_validated(tmp_path: Path) -> None:
+    bucket = LocalBucket(tmp_path)
+    assert read_pointer(bucket, "prod") is None
+    with pytest.raises(IntegrityError, match="incomplete"):
+        move_pointer(bucket, "dev", "v1-0123456789ab")
+    with pytest.raises(ValueError, match="env: 'Prod!'"):
+        pointer_key("Prod!")
+    with pytest.raises(ValueError, match="version: 'latest'"):
+        model_key("latest")
+    with pytest.raises(IntegrityError, match="env dev: no pointer"):
+        served_model(bucket, "dev")

@@ -1,0 +1,288 @@
+"""Landing zone day folders (CSV, Parquet, FHIR) on a local disk and on a real S3 API server."""
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rare_triage.lib.ingest.landing_zone import read_landing_day
+from rare_triage.lib.schema import RAW_TABLES
+from rare_triage_tests.fixtures import LANDING_FIXTURES
+from rare_triage_tests.fixtures_s3 import (  # noqa: F401 - s3_server is a pytest fixture
+    arrow_s3_filesystem,
+    make_bucket,
+    put_object,
+    s3_server,
+)
+from rare_triage_tests.lib.ingest.fhir.test_read import FIXTURES as FHIR_FIXTURES
+from rare_triage_tests.lib.ingest.fhir.test_read import assert_contract
+
+LANDING = LANDING_FIXTURES
+DAY = dt.date(2024, 3, 4)
+SPARSE_DAY = dt.date(2024, 3, 5)
+
+
+def copy_day(tmp_path: Path, day: dt.date = DAY) -> Path:
+    """A writable copy of a fixture day under ``tmp_path/landing``; returns the landing root."""
+    root = tmp_path / "landing"
+    shutil.copytree(LANDING / day.isoformat(), root / day.isoformat())
+    return root
+
+
+def test_full_day_concatenates_csv_and_fhir_to_the_contract() -> None:
+    tables = read_landing_day(LANDING, DAY)
+    assert_contract(tables)
+    assert {t: len(tables[t]) for t in RAW_TABLES} == {
+        "patients": 3,
+        "encounters": 3,
+        "vitals": 10,
+        "symptoms": 9,
+        "diagnoses": 5,
+        "comorbidities": 2,
+    }
+    patients = tables["patients"].set_index("patient_id")
+    assert patients.loc["P-1001", "zip_code"] == "02100"  # leading zero kept
+    assert patients.loc["P-1002", "email"] is None
+    assert patients.loc["P-1002", "street_address"] == "51 boulevard de la Liberte, Bat B"
+    assert patients.loc["P-2001", "mrn"] == "CHD-2290417"  # from the FHIR Bundle
+    assert (tables["encounters"]["encounter_date"] == pd.Timestamp(DAY)).all()  # 14:32 normalised to the day
+    symptoms = tables["symptoms"].set_index(["encounter_id", "hpo_id"])
+    assert symptoms.loc[("E-5001", "HP:0002315"), "present"] == False  # noqa: E712 - numpy bool
+    assert symptoms.loc[("E-5002", "HP:0002027"), "duration_days"] == 0.25
+    assert tables["diagnoses"].set_index("encounter_id").loc["E-6001", "code"].tolist() == ["ORPHA:342", "M04.1"]
+
+
+def test_prior_visits_come_from_csv_and_fhir_extension() -> None:
+    visits = read_landing_day(LANDING, DAY)["encounters"].set_index("encounter_id")["prior_visits_365d"]
+    assert visits["E-5001"] == 3
+    assert pd.isna(visits["E-5002"])
+    assert visits["E-6001"] == 5
+
+
+def test_sparse_day_matches_headers_loosely_and_fills_missing_tables() -> None:
+    tables = read_landing_day(LANDING, SPARSE_DAY)
+    assert_contract(tables)
+    assert tables["patients"]["given_name"].tolist() == ["Lea"]  # header " Given Name"
+    assert tables["vitals"]["value"].tolist() == [36.9, 88.0]
+    for table in ("symptoms", "diagnoses", "comorbidities"):
+        assert tables[table].empty
+    assert tables["encounters"]["prior_visits_365d"].isna().all()  # column absent from the CSV
+
+
+def test_unknown_columns_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="rare_triage.lib.ingest.landing_zone"):
+        tables = read_landing_day(LANDING, SPARSE_DAY)
+    assert "source_system" not in tables["patients"].columns
+    assert any("patients.csv" in m and "source_system" in m for m in caplog.messages)
+
+
+def typed_vitals_parquet() -> pa.Table:
+    return pa.table(
+        {
+            "Encounter_ID": pa.array(["E-5001", "E-5002"]),
+            "loinc_code": pa.array(["9279-1", "59408-5"]),
+            "value": pa.array([16, 95], pa.int32()),
+            "unit": pa.array(["/min", "%"]),
+            "device_id": pa.array(["MON-1", "MON-2"]),
+        }
+    )
+
+
+def test_csv_parquet_and_fhir_in_one_folder_concatenate(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    folder = root / DAY.isoformat()
+    pq.write_table(typed_vitals_parquet(), folder / "Vitals.parquet")
+    shutil.copy(FHIR_FIXTURES / "transaction_pneumonia_emergency.json", folder / "mercy_general.json")
+    (folder / "_SUCCESS").write_text("")
+    (folder / "README.txt").write_text("extract of 2024-03-04")
+    tables = read_landing_day(root, DAY)
+    assert_contract(tables)
+    assert len(tables["patients"]) == 4
+    assert len(tables["encounters"]) == 4
+    assert len(tables["vitals"]) == 10 + 2 + 4  # csv + parquet + both FHIR files
+    added = tables["vitals"][tables["vitals"]["loinc_code"] == "9279-1"]
+    assert ("E-5001", 16.0) in list(zip(added["encounter_id"], added["value"], strict=True))
+
+
+def test_fhir_repeats_collapse_but_csv_repeats_reach_governance(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    folder = root / DAY.isoformat()
+    patients = folder / "patients.csv"
+    lines = patients.read_text().splitlines()
+    patients.write_text("\n".join([*lines, lines[1]]) + "\n")  # P-1001 twice: an integrator error
+    shutil.copy(folder / "ch_douai_bundles.ndjson", folder / "ch_douai_resent.ndjson")  # same Bundle twice
+    ids = read_landing_day(root, DAY)["patients"]["patient_id"].tolist()
+    assert sorted(ids) == ["P-1001", "P-1001", "P-1002", "P-2001"]
+
+
+def test_parquet_with_native_types_is_coerced(tmp_path: Path) -> None:
+    root = tmp_path / "landing"
+    folder = root / DAY.isoformat()
+    folder.mkdir(parents=True)
+    encounters = pa.table(
+        {
+            "encounter_id": ["E-1", "E-2"],
+            "patient_id": ["P-1", "P-2"],
+            # built from UTC instants: pyarrow's conversion of pytz-aware objects depends on process state
+            "encounter_date": pa.array(
+                [
+                    pd.Timestamp("2024-03-04 08:15", tz="Europe/Paris").value // 1000,
+                    pd.Timestamp("2024-03-04 23:50", tz="Europe/Paris").value // 1000,
+                ],
+                pa.timestamp("us", tz="Europe/Paris"),
+            ),
+            "centre_id": ["C01", "C02"],
+            "centre_level": ["primary", "tertiary"],
+            "region": ["Bretagne", "Bretagne"],
+            "consultation_type": ["primary_care", "emergency"],
+            "prior_visits_365d": pa.array([0, None], pa.int64()),
+        }
+    )
+    patients = pa.table(
+        {
+            "patient_id": ["P-1", "P-2"],
+            "birth_date": pa.array([dt.date(1950, 1, 31), None], pa.date32()),
+            "zip_code": pa.array([29200, 35000], pa.int64()),
+            "sex": ["F", "M"],
+        }
+    )
+    symptoms = pa.table(
+        {
+            "encounter_id": ["E-1", "E-1"],
+            "hpo_id": ["HP:0001945", "HP:0002013"],
+            "present": [True, False],
+            "severity": pa.array([5, None], pa.int64()),
+            "duration_days": [1.5, None],
+        }
+    )
+    diagnoses = pa.table({"encounter_id": ["E-1"], "code_system": ["ICD10"], "code": ["J11.1"], "rank": [1.0]})
+    for name, table in (
+        ("encounters", encounters),
+        ("patients", patients),
+        ("symptoms", symptoms),
+        ("diagnoses", diagnoses),
+    ):
+        pq.write_table(table, folder / f"{name}.parquet")
+    tables = read_landing_day(root, DAY)
+    assert_contract(tables)
+    assert tables["encounters"]["encounter_date"].tolist() == [pd.Timestamp("2024-03-04")] * 2  # local day kept
+    assert tables["patients"]["zip_code"].tolist() == ["29200", "35000"]
+    assert tables["patients"]["birth_date"].isna().tolist() == [False, True]
+    assert tables["patients"]["mrn"].isna().all()  # optional column absent from the file
+    assert tables["symptoms"]["present"].tolist() == [True, False]
+    assert tables["diagnoses"]["rank"].tolist() == [1]
+    assert tables["encounters"]["prior_visits_365d"].tolist() == [0, pd.NA]
+
+
+def test_missing_day_folder_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"landing/2024-03-06"):
+        read_landing_day(LANDING, dt.date(2024, 3, 6))
+
+
+def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    (root / DAY.isoformat() / "vitals.csv").write_text("encounter_id,loinc_code,unit\nE-5001,8310-5,Cel\n")
+    with pytest.raises(ValueError, match=r"vitals\.csv: table 'vitals' is missing required column\(s\) value"):
+        read_landing_day(root, DAY)
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "message"),
+    [
+        (
+            "vitals.csv",
+            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,38,4,Cel\n",
+            r"vitals\.csv: cannot read as csv",
+        ),
+        ("vitals.csv", "encounter_id,loinc_code,value,unit\nE-5001,8310-5,38.4\n", r"Expected 4 columns, got 3"),
+        ("vitals.csv", "", r"vitals\.csv: cannot read as csv: no header row"),
+        (
+            "vitals.csv",
+            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,high,Cel\n",
+            r"column 'value'.*row 1 value 'high'",
+        ),
+        ("symptoms.csv", "encounter_id,hpo_id,present\nE-5001,HP:0001945,\n", r"column 'present'.*missing not allowed"),
+        (
+            "encounters.csv",
+            "encounter_id,patient_id,encounter_date,centre_id,centre_level,region,consultation_type\n"
+            "E-5001,P-1001,04/03/2024,C01,primary,Bretagne,primary_care\n",
+            r"column 'encounter_date'.*row 1 value withheld \(identifier\)",
+        ),
+        (
+            "diagnoses.csv",
+            "encounter_id,code_system,code,rank\nE-5001,ICD10,J06.9,1.5\n",
+            r"column 'rank'.*whole number",
+        ),
+        ("vital_signs.csv", "encounter_id\nE-5001\n", r"vital_signs\.csv: file name does not name a raw table"),
+        ("patients.csv", "patient_id,Patient ID\nP-1,P-1\n", r"duplicate column\(s\) patient_id"),
+    ],
+)
+def test_bad_files_raise_naming_file_and_problem(tmp_path: Path, file_name: str, content: str, message: str) -> None:
+    root = copy_day(tmp_path)
+    (root / DAY.isoformat() / file_name).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        read_landing_day(root, DAY)
+
+
+def test_errors_do_not_quote_patient_data(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    patients = root / DAY.isoformat() / "patients.csv"
+    patients.write_text(patients.read_text().replace("1979-02-11", "11/02/1979"))
+    with pytest.raises(ValueError, match=r"column 'birth_date'.*row 1 value withheld") as raised:
+        read_landing_day(root, DAY)
+    assert "1979" not in str(raised.value)
+    patients.write_text("patient_id,given_name,birth_date,sex,zip_code\nP-1,Sophie,Moreau,1979-02-11,F,02100\n")
+    with pytest.raises(ValueError, match=r"Expected 5 columns, got 6 \(row content withheld\)") as raised:
+        read_landing_day(root, DAY)
+    assert "Moreau" not in str(raised.value)
+
+
+def test_invalid_fhir_file_names_the_file(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    (root / DAY.isoformat() / "broken.json").write_text('{"resourceType": "Bundle", "type": "collection", "entry": [')
+    with pytest.raises(ValueError, match=r"broken\.json: not valid JSON"):
+        read_landing_day(root, DAY)
+
+
+def upload_day(endpoint: str, bucket: str, prefix: str, day: dt.date) -> None:
+    for path in sorted((LANDING / day.isoformat()).iterdir()):
+        put_object(endpoint, bucket, f"{prefix}/{day.isoformat()}/{path.name}", path.read_bytes())
+
+
+@pytest.mark.integration
+def test_s3_day_equals_local_day(s3_server: str) -> None:  # noqa: F811 - pytest fixture
+    make_bucket(s3_server, "landing-equal")
+    upload_day(s3_server, "landing-equal", "extracts/chu", DAY)
+    sink = pa.BufferOutputStream()
+    pq.write_table(typed_vitals_parquet(), sink)
+    put_object(
+        s3_server, "landing-equal", f"extracts/chu/{DAY.isoformat()}/vitals.parquet", sink.getvalue().to_pybytes()
+    )
+    from_s3 = read_landing_day("s3://landing-equal/extracts/chu", DAY, filesystem=arrow_s3_filesystem(s3_server))
+    local = read_landing_day(LANDING, DAY)
+    assert_contract(from_s3)
+    for table in RAW_TABLES:
+        if table == "vitals":
+            assert len(from_s3[table]) == len(local[table]) + 2
+            continue
+        pd.testing.assert_frame_equal(from_s3[table], local[table])
+
+
+@pytest.mark.integration
+def test_s3_missing_day_names_the_uri(s3_server: str) -> None:  # noqa: F811 - pytest fixture
+    make_bucket(s3_server, "landing-missing")
+    with pytest.raises(FileNotFoundError, match=r"s3://landing-missing/extracts/2024-03-04"):
+        read_landing_day("s3://landing-missing/extracts/", DAY, filesystem=arrow_s3_filesystem(s3_server))
+
+
+@pytest.mark.integration
+def test_s3_uri_without_filesystem_uses_the_environment(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    make_bucket(s3_server, "landing-env")
+    upload_day(s3_server, "landing-env", "daily", SPARSE_DAY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    tables = read_landing_day("s3://landing-env/daily", SPARSE_DAY)
+    assert tables["encounters"]["encounter_id"].tolist() == ["E-5003"]

@@ -1,0 +1,72 @@
+"""The command line: lazy loading, partition keys and argument checks of demo (the jobs are tested elsewhere)."""
+
+import datetime as dt
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from rare_triage.cli.demo import MIN_TRAINING_DAYS, check_lines, demo_partitions, run_demo
+
+
+def test_demo_partitions_end_on_the_given_day_in_order() -> None:
+    keys = demo_partitions(3, dt.date(2025, 3, 10))
+    assert keys == ["2025-03-08", "2025-03-09", "2025-03-10"]
+
+
+@pytest.mark.parametrize(
+    ("days", "end", "message"),
+    [(0, dt.date(2025, 3, 10), "--days: must be at least 1"), (5, dt.date(2024, 1, 2), "partitions start on")],
+)
+def test_bad_partition_ranges_are_named(days: int, end: dt.date, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        demo_partitions(days, end)
+
+
+def test_training_asks_for_enough_days_before_anything_runs() -> None:
+    with pytest.raises(ValueError, match=f"--days: training needs at least {MIN_TRAINING_DAYS} days, got 7"):
+        run_demo(7, dt.date(2025, 3, 10), train=True)
+
+
+def test_check_lines_say_which_check_failed_and_why() -> None:
+    key = dg.AssetKey(["model_evaluation"])
+    evaluations = [
+        dg.AssetCheckEvaluation(asset_key=key, check_name="orphan_recall_gate", passed=True, description="0.93"),
+        dg.AssetCheckEvaluation(asset_key=key, check_name="orphan_pr_auc_gate", passed=False, description="0.01"),
+        dg.AssetCheckEvaluation(
+            asset_key=key, check_name="share", passed=False, severity=dg.AssetCheckSeverity.WARN, description=None
+        ),
+    ]
+    assert check_lines(evaluations, only_failed=True) == [
+        "  FAILED model_evaluation orphan_pr_auc_gate: 0.01",
+        "  warn   model_evaluation share",
+    ]
+    assert check_lines(evaluations, only_failed=False)[0] == "  passed model_evaluation orphan_recall_gate: 0.93"
+
+
+def test_help_lists_every_command_without_loading_dagster() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "rare_triage", "--help"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    for command in ("demo", "status", "promote", "rollback"):
+        assert command in shown
+    probe = (
+        "import sys; from rare_triage.cli import build_parser; "
+        "build_parser().parse_args(['rollback', '--version', 'v1-0123456789ab']); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'dagster', 'pandas', 'sklearn', 'mlflow'}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_a_bad_command_line_names_the_argument() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rare_triage", "rollback", "--env", "staging", "--version", "v1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--env" in result.stderr and "staging" in result.stderr

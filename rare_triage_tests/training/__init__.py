@@ -1,1 +1,0 @@
-"""Tests of the training assets, checks and resources."""
