@@ -4,6 +4,7 @@ Register with ``pytest_plugins = ["rare_triage_tests.fixtures_s3"]`` in conftest
 ``s3_server`` into a test module. Credentials are dummy values, never real ones.
 """
 
+import socket
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -34,6 +35,20 @@ def s3_server() -> Iterator[str]:
             yield f"http://{host}:{port}"
         finally:
             server.stop()
+
+
+@pytest.fixture
+def frozen_endpoint() -> Iterator[str]:
+    """Endpoint URL of a frozen S3 server: a socket on 127.0.0.1 that accepts connections and never answers.
+
+    The kernel completes the TCP handshake for the listen backlog; nothing ever reads or writes, so every
+    request waits for its read timeout.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        host, port = listener.getsockname()
+        yield f"http://{host}:{port}"
 
 
 def s3_client(endpoint: str) -> Any:

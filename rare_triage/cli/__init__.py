@@ -59,12 +59,16 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 0
     from rare_triage.cli import models  # noqa: PLC0415 - lazy: --help must not load Dagster
 
-    if args.command == "status":
-        print(models.status(env))
-        return 0
-    if args.command == "promote":
-        return models.promote(args.tolerance, env)
-    return models.rollback(args.env, args.version, env)
+    try:
+        if args.command == "status":
+            print(models.status(env))
+            return 0
+        if args.command == "promote":
+            return models.promote(args.tolerance, env)
+        return models.rollback(args.env, args.version, env)
+    except models.CommandError as exc:
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,39 +1,125 @@
-"""`status`, `promote`, `rollback`: the published models. Moves run the deployment jobs, so each is a run in the UI."""
+"""`status`, `promote`, `rollback`: the published models. Moves run the deployment jobs, so each is a run in the UI.
+
+Outside a run nothing can read a `dg.EnvVar`, so the commands build their resources with the credentials of the
+environment they are given. A failure ends the command with exit code 1 and one line naming what failed.
+"""
 
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from rare_triage.cli.instance import open_instance
 from rare_triage.defs.deployment.promotion import promote_to_prod_job, rollback_job
+from rare_triage.defs.deployment.registry import registry_hashes
 from rare_triage.defs.shared import keys
 from rare_triage.defs.shared.bucket import build_bucket_resource
+from rare_triage.defs.shared.mlflow import MlflowTracking
 from rare_triage.defs.shared.resources import build_mlflow_resource
-from rare_triage.lib.deployment.promotion import DEV, PROD
-from rare_triage.lib.deployment.publication import list_versions, read_pointer
+from rare_triage.lib.deployment.bucket import Bucket, BucketError
+from rare_triage.lib.deployment.promotion import DEV, PROD, RegistryHashes, recorded_hashes
+from rare_triage.lib.deployment.publication import (
+    IntegrityError,
+    RecordedHashes,
+    inspect_version,
+    published_versions,
+    read_pointer,
+)
+from rare_triage.lib.paths import rare_triage_home
 
 PROMOTE_OP = "promote_dev_to_prod"
 ROLLBACK_OP = "rollback_env"
 
 
-def status(environ: Mapping[str, str]) -> str:
-    """Which version each env serves, and every published version (oldest first)."""
-    bucket = build_bucket_resource(environ).get_bucket()
-    lines = [f"bucket: {bucket.uri}"]
-    for env in (DEV, PROD):
+class CommandError(Exception):
+    """Ends the command: `main` prints the message on stderr, no traceback, and exits 1."""
+
+
+def open_bucket(environ: Mapping[str, str]) -> Bucket:
+    """The environment's bucket, which must exist (a mistyped folder is not an empty bucket)."""
+    try:
+        bucket = build_bucket_resource(environ, resolve_credentials=True).get_bucket()
+        bucket.check_exists()
+    except (BucketError, ValueError) as exc:
+        raise CommandError(f"status: {exc}") from exc
+    return bucket
+
+
+def _registry(environ: Mapping[str, str], notes: list[str]) -> RegistryHashes | None:
+    """The registry's recorded hashes; None when the local store was never created (nothing recorded there)."""
+    tracking = environ.get("RARE_TRIAGE_MLFLOW_TRACKING_URI")
+    if not tracking:
+        store = rare_triage_home(environ) / "mlflow" / "mlflow.db"
+        if not Path(store).is_file():
+            notes.append(f"registry: not checked (no MLflow store at {store})")
+            return None
+        tracking = f"sqlite:///{store}"
+    lookup = registry_hashes(
+        MlflowTracking(tracking_uri=tracking, registry_uri=environ.get("RARE_TRIAGE_MLFLOW_REGISTRY_URI") or None)
+    )
+
+    def guarded(number: str) -> RecordedHashes | None:
+        try:
+            return lookup(number)
+        except Exception as exc:
+            notes.append(f"registry: version {number} not checked ({type(exc).__name__}: {str(exc)[:200]})")
+            return None
+
+    return guarded
+
+
+def _env_line(bucket: Bucket, env: str, registry: RegistryHashes | None) -> tuple[str, bool]:
+    try:
         pointer = read_pointer(bucket, env)
-        lines.append(
-            f"{env}: {pointer.version if pointer else '-'}" + (f" (since {pointer.updated_at})" if pointer else "")
-        )
-    lines.append("published: " + (", ".join(list_versions(bucket)) or "-"))
-    return "\n".join(lines)
+    except IntegrityError as exc:
+        return f"{env}: MISMATCH: {exc}", False
+    if pointer is None:
+        return f"{env}: -", True
+    records = recorded_hashes(pointer.version, registry, [pointer])
+    check = inspect_version(bucket, pointer.version, records)
+    if check.problems:
+        return f"{env}: {pointer.version} MISMATCH: " + "; ".join(check.problems), False
+    sources = ", ".join(r.source for r in records)
+    return f"{env}: {pointer.version} ok (since {pointer.updated_at}; files match {sources})", True
+
+
+def status_report(environ: Mapping[str, str]) -> tuple[str, bool]:
+    """Which version each env serves, verified (ok / MISMATCH), and every published version; and whether all is ok."""
+    bucket = open_bucket(environ)
+    notes: list[str] = []
+    registry = _registry(environ, notes)
+    lines, all_ok = [f"bucket: {bucket.uri}"], True
+    try:
+        for env in (DEV, PROD):
+            line, ok = _env_line(bucket, env, registry)
+            lines.append(line)
+            all_ok = all_ok and ok
+        published = published_versions(bucket)
+    except BucketError as exc:
+        raise CommandError(f"status: {exc}") from exc
+    lines.append("published: " + (", ".join(v + (" (unreadable)" if p else "") for v, p in published) or "-"))
+    lines += [f"  {problem}" for _, problem in published if problem]
+    all_ok = all_ok and not any(problem for _, problem in published)
+    return "\n".join([*lines, *notes]), all_ok
+
+
+def status(environ: Mapping[str, str]) -> str:
+    """The status report; when a file does not match its records it is printed and the command exits 1."""
+    text, ok = status_report(environ)
+    if not ok:
+        print(text)
+        raise CommandError("status: MISMATCH: a served or published version does not match its records (see above)")
+    return text
 
 
 def run_job(job_name: str, run_config: dict[str, Any], environ: Mapping[str, str]) -> dg.ExecuteInProcessResult:
     """Execute a deployment job against the environment's instance, bucket and MLflow registry."""
-    resources = {keys.BUCKET: build_bucket_resource(environ), keys.MLFLOW: build_mlflow_resource(environ)}
+    resources = {
+        keys.BUCKET: build_bucket_resource(environ, resolve_credentials=True),
+        keys.MLFLOW: build_mlflow_resource(environ),
+    }
     defs = dg.Definitions(jobs=[promote_to_prod_job, rollback_job], resources=resources)
     with open_instance(environ) as instance:
         return defs.resolve_job_def(job_name).execute_in_process(
@@ -50,11 +136,15 @@ def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _report(job_name: str, op: str, result: dg.ExecuteInProcessResult, environ: Mapping[str, str]) -> int:
+    """Exit code of a move: 1 only when the run failed; the state after a successful move is printed after it."""
     if not result.success:
         print(f"{job_name} failed (run {result.run_id}): {_failure_reason(result)}", file=sys.stderr)
         return 1
     print(f"{job_name}: ok (run {result.run_id}) {result.output_for_node(op)}")
-    print(status(environ))
+    try:
+        print(status_report(environ)[0])
+    except Exception as exc:  # the move happened: report, do not turn it into a failure
+        print(f"{job_name} succeeded; the state afterwards could not be read: {exc}", file=sys.stderr)
     return 0
 
 

@@ -72,12 +72,50 @@ RAW_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ),
 }
 
+# Pandas dtype of every raw column (Arrow type in the lake: string, timestamp[ns], double, bool, int64), so a table
+# keeps its types when empty or all-missing. Sources other than the synthetic generator are conformed to it.
+RAW_STRING_DTYPE: Final = "string"  # pandas StringDtype: str or <NA>; an empty column is still Arrow string
+_RAW_TYPED_COLUMNS: Final[dict[str, str]] = {
+    "birth_date": "datetime64[ns]",
+    "encounter_date": "datetime64[ns]",
+    "prior_visits_365d": "Int64",
+    "value": "float64",
+    "present": "bool",
+    "severity": "float64",
+    "duration_days": "float64",
+    "rank": "Int64",
+}
+RAW_DTYPES: Final[dict[str, dict[str, str]]] = {
+    table: {column: _RAW_TYPED_COLUMNS.get(column, RAW_STRING_DTYPE) for column in columns}
+    for table, columns in RAW_COLUMNS.items()
+}
+
 # The direct identifiers among these columns, and what governance does with each: see identifiers.py.
 
+# ---- closed vocabularies: every categorical that can reach the anonymized tables and the model ----
+# Governance (lib/governance/vocabulary.py) enforces them; what happens to a value outside each is written there:
+# sex, centre level, consultation type, code system, LOINC code and unit, HPO / ICD-10 / ORPHA codes: the row is
+# quarantined; centre_id and region: the value is published as OTHER_CATEGORY (an open world of sites and regions).
 CENTRE_LEVELS: Final = ("primary", "secondary", "tertiary")
 CONSULTATION_TYPES: Final = ("primary_care", "emergency", "outpatient_specialist", "inpatient", "telehealth")
 SEXES: Final = ("F", "M", "U")
 CODE_SYSTEMS: Final = ("ICD10", "ORPHA")
+# Centre registry codes: "C" and 2 or 3 digits (C01 ... C999), as the synthetic source and the landing zone send them.
+CENTRE_ID_PATTERN: Final = r"C\d{2,3}"
+# First-level administrative regions of the countries served: Spain (autonomous communities and cities, the spelling
+# of the synthetic source) and France (regions, as FHIR Organization.address.state carries them).
+REGIONS_ES: Final = (
+    "Andalucía", "Aragón", "Asturias", "Illes Balears", "Canarias", "Cantabria", "Castilla y León",
+    "Castilla-La Mancha", "Cataluña", "Comunitat Valenciana", "Extremadura", "Galicia", "Madrid", "Murcia",
+    "Navarra", "País Vasco", "La Rioja", "Ceuta", "Melilla",
+)  # fmt: skip
+REGIONS_FR: Final = (
+    "Auvergne-Rhône-Alpes", "Bourgogne-Franche-Comté", "Bretagne", "Centre-Val de Loire", "Corse", "Grand Est",
+    "Hauts-de-France", "Île-de-France", "Normandie", "Nouvelle-Aquitaine", "Occitanie", "Pays de la Loire",
+    "Provence-Alpes-Côte d'Azur", "Guadeloupe", "Martinique", "Guyane", "La Réunion", "Mayotte",
+)  # fmt: skip
+REGIONS: Final = (*REGIONS_ES, *REGIONS_FR)
+OTHER_CATEGORY: Final = "other"  # published centre_id / region when the source value is outside its vocabulary
 
 # LOINC codes of the vital signs we read, with their feature name, unit and plausible range.
 VITAL_LOINC: Final[dict[str, tuple[str, str, float, float]]] = {
@@ -89,6 +127,7 @@ VITAL_LOINC: Final[dict[str, tuple[str, str, float, float]]] = {
     "8462-4": ("diastolic_bp", "mm[Hg]", 20.0, 160.0),
 }
 SPO2_ALT_LOINC: Final = "2708-6"  # also accepted for SpO2 (read as 59408-5)
+VITAL_UNITS: Final = tuple(sorted({spec[1] for spec in VITAL_LOINC.values()}))  # UCUM units of VITAL_LOINC
 PAIN_SCORE_LOINC: Final = "72514-3"
 
 FEVER_HPO: Final = "HP:0001945"
@@ -125,6 +164,9 @@ ANON_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ANON_DIAGNOSES: ("encounter_key", "code_system", "code", "rank"),
     ANON_COMORBIDITIES: ("encounter_key", "icd10_code"),
 }
+
+# Rows left out of the raw tables at ingest (lib/ingest/raw_contract.py REJECT_COLUMNS), stored beside them.
+RAW_REJECTS: Final = "rejects"
 
 # Columns of quarantined_records
 QUARANTINE_COLUMNS: Final = (

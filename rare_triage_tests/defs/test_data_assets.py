@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rare_triage.defs.shared import keys as c
-from rare_triage.defs.shared.ehr_source import SyntheticEhrSource
+from rare_triage.defs.shared.ehr_source import EhrSource, SyntheticEhrSource
 from rare_triage.defs.shared.resources import build_resources
 from rare_triage.lib import schema
 from rare_triage.lib.governance.anonymize import IdentifierLeakError
@@ -115,19 +115,41 @@ def test_rematerializing_a_partition_replaces_it(tmp_path: Path) -> None:
     assert rows == keys > 0
 
 
-def test_a_shared_deployment_without_hmac_key_fails_naming_the_variable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+class UnreadSource(dg.ConfigurableResource):
+    """A source that fails the test if anything reads it."""
+
+    def read_day(self, day, reference):  # type: ignore[no-untyped-def]
+        raise AssertionError("the source was read before the configuration was checked")
+
+    @property
+    def source_name(self) -> str:
+        return "unread"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [(None, "RARE_TRIAGE_HMAC_KEY is not set"), ("ab" * 16, "RARE_TRIAGE_HMAC_KEY is too short: 16 bytes")],
+    ids=["missing", "too short"],
+)
+def test_a_shared_deployment_without_a_usable_hmac_key_fails_before_reading_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str | None, message: str
 ) -> None:
-    monkeypatch.delenv("RARE_TRIAGE_HMAC_KEY", raising=False)
+    """Configuration is checked before any identifier is fetched: the raw extract is never read nor stored."""
+    if key is None:
+        monkeypatch.delenv("RARE_TRIAGE_HMAC_KEY", raising=False)
+    else:
+        monkeypatch.setenv("RARE_TRIAGE_HMAC_KEY", key)
     resources = build_resources(local_environ(tmp_path, RARE_TRIAGE_DEPLOYMENT="shared"))
+    resources[c.EHR_SOURCE] = UnreadSource()
     instance = dg.DagsterInstance.ephemeral()
     materialize_reference(resources, instance)
-    with pytest.raises(ValueError, match="RARE_TRIAGE_HMAC_KEY"):
+    with pytest.raises(ValueError, match=message):
         materialize_day(resources, instance, DAY)
+    assert not (tmp_path / "lake" / "raw_ehr_extract").exists()
     assert not (tmp_path / "lake" / "anonymized_encounters").exists()
 
 
-class LeakySource(dg.ConfigurableResource):
+class LeakySource(EhrSource):
     """A source whose medical record numbers equal the centre codes, so an identifier value reaches the output."""
 
     def read_day(self, day, reference):  # type: ignore[no-untyped-def]

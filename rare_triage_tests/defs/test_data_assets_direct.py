@@ -6,6 +6,7 @@ import pyarrow.compute as pc
 
 from rare_triage.defs.ingest.assets import raw_ehr_extract
 from rare_triage.defs.shared.ehr_source import SyntheticEhrSource
+from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib import schema
 from rare_triage.lib.features.build import features_table_columns
 from rare_triage.lib.features.quality import features_problems
@@ -22,9 +23,17 @@ def test_reference_tables_survive_their_storage_form(reference_tables: Reference
 def test_raw_extract_called_directly_yields_tables_then_passing_checks(reference_tables: ReferenceTables) -> None:
     context = dg.build_asset_context(partition_key="2025-03-03")
     source = SyntheticEhrSource(encounters_per_day=200, population_size=2000)
-    events = list(raw_ehr_extract(context, ehr_source=source, reference=reference_to_frames(reference_tables)))
+    events = list(
+        raw_ehr_extract(
+            context,
+            ehr_source=source,
+            pseudonymization=PseudonymizationResource(allow_local_default=True),
+            reference=reference_to_frames(reference_tables),
+        )
+    )
     output, checks = events[0], events[1:]
-    assert set(output.value) == set(schema.RAW_TABLES)
+    assert set(output.value) == {*schema.RAW_TABLES, schema.RAW_REJECTS}
+    assert output.value[schema.RAW_REJECTS].empty  # the synthetic source parses no file
     assert output.metadata["encounters"].value == len(output.value[schema.RAW_ENCOUNTERS]) > 0
     assert {c.check_name: c.passed for c in checks} == {"raw_schema": True, "raw_referential_integrity": True}
 

@@ -77,3 +77,22 @@ def test_a_local_landing_zone_day_with_csv_and_fhir(tmp_path: Path) -> None:
     assert counts["encounters"]["in"] == counts["encounters"]["valid"] + counts["encounters"]["quarantined"]
     csv_encounters = len((landing / LANDING_DAY / "encounters.csv").read_text().splitlines()) - 1
     assert counts["encounters"]["in"] > csv_encounters  # the FHIR bundles add encounters to the CSV ones
+
+
+def test_s3_limits_reach_every_s3_resource(tmp_path: Path) -> None:
+    environ = local_environ(
+        tmp_path,
+        RARE_TRIAGE_LAKE_URI="s3://lake/rare-triage",
+        RARE_TRIAGE_EHR_SOURCE="landing",
+        RARE_TRIAGE_LANDING_URI="s3://landing/hce",
+        RARE_TRIAGE_BUCKET_URI="s3://models/rare",
+        RARE_TRIAGE_S3_CONNECT_TIMEOUT="2",
+        RARE_TRIAGE_S3_READ_TIMEOUT="9",
+        RARE_TRIAGE_S3_MAX_ATTEMPTS="4",
+    )
+    resources = build_resources(environ)
+
+    for key in ("parquet_io_manager", "parquet_arrow_input", "ehr_source", "bucket"):
+        resource = resources[key]
+        limits = (resource.s3_connect_timeout, resource.s3_read_timeout, resource.s3_max_attempts)
+        assert limits == (2.0, 9.0, 4), key

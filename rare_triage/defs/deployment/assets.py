@@ -6,8 +6,10 @@ import dagster as dg
 import numpy as np
 
 from rare_triage.defs.deployment.gating import GATED_ASSETS, blocking_check_outcomes, exported_from_current_model
+from rare_triage.defs.deployment.registry import record_hashes
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.bucket import ModelBucketResource
+from rare_triage.defs.shared.mlflow import MlflowTracking
 from rare_triage.lib.deployment.manifest import build_manifest
 from rare_triage.lib.deployment.model_bundle import (
     ExternalEvaluation,
@@ -85,6 +87,7 @@ def onnx_model(context: dg.AssetExecutionContext, triage_model: ModelBundle) -> 
 def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by parameter name
     context: dg.AssetExecutionContext,
     bucket: ModelBucketResource,
+    mlflow: MlflowTracking,
     onnx_model: ExportedModel,
     triage_model: ModelBundle,
     model_evaluation: TestWindowEvaluation,
@@ -116,6 +119,8 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
     )
     target = bucket.get_bucket()
     published = publish_model(target, onnx_model.onnx_bytes, manifest)
+    # the registry keeps the hashes outside the bucket: promotion and rollback verify the files against them
+    tagged = record_hashes(mlflow, published, manifest["mlflow_model_version"])
     pointer = move_pointer(target, DEV, published.version)
     return dg.Output(
         {"version": published.version, "bucket": target.uri, "pointer": pointer_key(DEV), **vars(pointer)},
@@ -134,5 +139,6 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
             ),
             "mlflow_run_id": str(manifest["mlflow_run_id"]),
             "mlflow_model_version": str(manifest["mlflow_model_version"]),
+            "registry_hash_tags_set": dg.MetadataValue.json(tagged),
         },
     )

@@ -1,15 +1,18 @@
 """Promotion of the dev model to prod behind the gate, and rollback of any env to an earlier version."""
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import dagster as dg
 
+from rare_triage.defs.deployment.registry import champion_setter, registry_hashes
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.bucket import ModelBucketResource
 from rare_triage.defs.shared.mlflow import MlflowTracking
-from rare_triage.lib.deployment.promotion import CHAMPION_ALIAS, PROD, promote, rollback
+from rare_triage.lib.deployment.bucket import BucketError
+from rare_triage.lib.deployment.promotion import PROD, promote, rollback
 from rare_triage.lib.deployment.publication import IntegrityError
+
+__all__ = ["champion_setter", "promote_to_prod_job", "rollback_job"]
 
 DEFAULT_TOLERANCE = 0.01  # the CLI's default too
 
@@ -27,16 +30,6 @@ class RollbackConfig(dg.Config):
     version: str
 
 
-def champion_setter(mlflow: MlflowTracking) -> Callable[[Mapping[str, Any]], None]:
-    """Sets the registry alias `champion` on the manifest's MLflow model version."""
-
-    def set_champion(manifest: Mapping[str, Any]) -> None:
-        version = str(manifest["mlflow_model_version"])
-        mlflow.client().set_registered_model_alias(mlflow.registered_model_name, CHAMPION_ALIAS, version)
-
-    return set_champion
-
-
 def _observe(context: dg.OpExecutionContext, env: str, version: str, **metadata: Any) -> None:
     """Record the pointer move on published_model's timeline in the UI."""
     context.log_event(
@@ -52,8 +45,10 @@ def promote_dev_to_prod(
     mlflow: MlflowTracking,
 ) -> dict[str, Any]:
     try:
-        result = promote(bucket.get_bucket(), config.tolerance, set_alias=champion_setter(mlflow))
-    except IntegrityError as exc:
+        result = promote(
+            bucket.get_bucket(), config.tolerance, set_alias=champion_setter(mlflow), registry=registry_hashes(mlflow)
+        )
+    except (IntegrityError, BucketError) as exc:
         raise dg.Failure(description=f"promotion refused: {exc}") from exc
     for reason in result.gate.reasons:
         context.log.info(reason)
@@ -83,8 +78,14 @@ def rollback_env(
     mlflow: MlflowTracking,
 ) -> dict[str, Any]:
     try:
-        pointer = rollback(bucket.get_bucket(), config.env, config.version, set_alias=champion_setter(mlflow))
-    except (IntegrityError, ValueError) as exc:
+        pointer = rollback(
+            bucket.get_bucket(),
+            config.env,
+            config.version,
+            set_alias=champion_setter(mlflow),
+            registry=registry_hashes(mlflow),
+        )
+    except (IntegrityError, BucketError, ValueError) as exc:
         raise dg.Failure(description=f"rollback of {config.env} to {config.version} refused: {exc}") from exc
     context.log.info(f"{config.env}: {pointer.previous_version} -> {pointer.version}")
     _observe(context, config.env, pointer.version, previous=str(pointer.previous_version), rollback=True)

@@ -13,6 +13,7 @@ from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib import schema
 from rare_triage.lib.governance.govern import GovernanceCodes, govern_in_buckets
 from rare_triage.lib.governance.kanonymity import K_ANONYMITY
+from rare_triage.lib.governance.rejects import with_ingest_rejects
 from rare_triage.lib.reference.loaders import known_icd10_codes, load_orphanet_epidemiology
 
 
@@ -74,14 +75,18 @@ def anonymized_and_quarantined(
     reference: dict[str, pd.DataFrame],
 ) -> Iterator[dg.Output[object] | dg.AssetCheckResult]:
     n_buckets = max(1, math.ceil(raw[schema.RAW_ENCOUNTERS].num_rows / config.encounters_per_bucket))
+    pseudonymizer = pseudonymization.pseudonymizer()
     result = govern_in_buckets(
         raw,
         n_buckets=n_buckets,
         partition_day=context.partition_key,
-        pseudonymizer=pseudonymization.pseudonymizer(),
+        pseudonymizer=pseudonymizer,
         codes=governance_codes(reference),
         k=pseudonymization.k_anonymity,
     )
+    if schema.RAW_REJECTS in raw:  # extracts stored before rejects were kept have none
+        rejects = raw[schema.RAW_REJECTS].to_pandas()
+        result = with_ingest_rejects(result, rejects, context.partition_key, pseudonymizer)
     enc = result.counts[schema.RAW_ENCOUNTERS]
     yield dg.Output(
         result.anonymized,

@@ -9,6 +9,7 @@ import pandas as pd
 from rare_triage.defs.ingest.checks import RAW_CHECK_SPECS, raw_referential_integrity_result, raw_schema_result
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.ehr_source import EhrSource
+from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib import schema
 from rare_triage.lib.reference.frames import reference_from_frames
 
@@ -30,10 +31,15 @@ RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=48
     ),
 )
 def raw_ehr_extract(
-    context: dg.AssetExecutionContext, ehr_source: EhrSource, reference: dict[str, pd.DataFrame]
+    context: dg.AssetExecutionContext,
+    ehr_source: EhrSource,
+    pseudonymization: PseudonymizationResource,
+    reference: dict[str, pd.DataFrame],
 ) -> Iterator[dg.Output[dict[str, pd.DataFrame]] | dg.AssetCheckResult]:
+    pseudonymization.check_key()  # configuration first: no identifiers are fetched for a run that cannot govern them
     day = dt.date.fromisoformat(context.partition_key)
-    tables = ehr_source.read_day(day, reference_from_frames(reference))
+    landing = ehr_source.read_day_with_rejects(day, reference_from_frames(reference))
+    tables = landing.tables
     missing = set(schema.RAW_TABLES) - set(tables)
     if missing:
         raise ValueError(f"{ehr_source.source_name} source returned no table(s) {sorted(missing)} for {day}")
@@ -42,13 +48,16 @@ def raw_ehr_extract(
         if absent:
             raise ValueError(f"{ehr_source.source_name} source: table {name!r} lacks column(s) {absent} on {day}")
     tables = {name: tables[name].loc[:, list(schema.RAW_COLUMNS[name])] for name in schema.RAW_TABLES}
+    rejected = landing.reject_counts()
     yield dg.Output(
-        tables,
+        {**tables, schema.RAW_REJECTS: landing.rejects_frame()},  # rejects travel to governance's quarantine
         metadata={
             "source": ehr_source.source_name,
             "encounters": len(tables[schema.RAW_ENCOUNTERS]),
             "patients": len(tables[schema.RAW_PATIENTS]),
             "rows": dg.MetadataValue.json({name: len(frame) for name, frame in tables.items()}),
+            "rejected_rows": dg.MetadataValue.json(rejected),
+            "rejected_rows_total": sum(rejected.values()),
         },
     )
     yield raw_schema_result(tables)

@@ -1,6 +1,7 @@
 """EHR sources behind one resource interface: the synthetic generator (default) or the integrators' landing zone."""
 
 import datetime as dt
+import logging
 from typing import Any
 
 import dagster as dg
@@ -8,10 +9,18 @@ import pandas as pd
 import pyarrow.fs as pafs
 from pydantic import Field
 
-from rare_triage.lib.ingest.landing_zone import read_landing_day
+from rare_triage.lib.ingest.landing_zone import LandingDay, read_landing_day_with_rejects
 from rare_triage.lib.ingest.synthetic import DriftScenario, SyntheticConfig, generate_extract
-from rare_triage.lib.lake_fs import S3Options, resolve_filesystem
+from rare_triage.lib.lake_fs import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT_S,
+    S3Options,
+    resolve_filesystem,
+)
 from rare_triage.lib.reference.ontology import ReferenceTables
+
+logger = logging.getLogger(__name__)
 
 
 class EhrSource(dg.ConfigurableResource):
@@ -20,6 +29,10 @@ class EhrSource(dg.ConfigurableResource):
     def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
         """The raw tables of `day`."""
         raise NotImplementedError
+
+    def read_day_with_rejects(self, day: dt.date, reference: ReferenceTables) -> LandingDay:
+        """The raw tables of `day` and the source rows left out of them (none unless the source parses files)."""
+        return LandingDay(self.read_day(day, reference))
 
     @property
     def source_name(self) -> str:
@@ -73,6 +86,9 @@ class LandingZoneEhrSource(EhrSource):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_region: str = "us-east-1"
+    s3_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    s3_read_timeout: float = DEFAULT_READ_TIMEOUT_S
+    s3_max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
     @property
     def source_name(self) -> str:
@@ -80,9 +96,24 @@ class LandingZoneEhrSource(EhrSource):
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """The landing zone's filesystem and its root path inside it."""
-        options = S3Options(self.s3_endpoint_url, self.s3_access_key_id, self.s3_secret_access_key, self.s3_region)
+        options = S3Options(
+            self.s3_endpoint_url,
+            self.s3_access_key_id,
+            self.s3_secret_access_key,
+            self.s3_region,
+            connect_timeout=self.s3_connect_timeout,
+            read_timeout=self.s3_read_timeout,
+            max_attempts=self.s3_max_attempts,
+        )
         return resolve_filesystem(self.root_uri, options)
 
     def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
+        return self.read_day_with_rejects(day, reference).tables
+
+    def read_day_with_rejects(self, day: dt.date, reference: ReferenceTables) -> LandingDay:
         fs, root = self.filesystem()
-        return read_landing_day(root, day, filesystem=fs)
+        landing = read_landing_day_with_rejects(root, day, filesystem=fs)
+        rejected = {table: n for table, n in landing.reject_counts().items() if n}
+        if rejected:  # counts only: a reject carries file, line, column and rule, never row content
+            logger.warning("landing zone %s: rejected rows per table %s (quarantined by governance)", day, rejected)
+        return landing

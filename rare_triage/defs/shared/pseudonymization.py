@@ -20,3 +20,10 @@ class PseudonymizationResource(dg.ConfigurableResource):
 
     def pseudonymizer(self) -> Pseudonymizer:
         return Pseudonymizer(load_pseudonymization_key(os.environ, allow_local_default=self.allow_local_default))
+
+    def check_key(self) -> None:
+        """Raise PseudonymizationKeyError (naming RARE_TRIAGE_HMAC_KEY) when the key is missing, short or public.
+
+        `raw_ehr_extract` calls it before fetching anything, so a misconfigured deployment never stores an extract.
+        """
+        self.pseudonymizer()

@@ -9,6 +9,9 @@ The environment is read when the code location loads (`resources()` below), neve
 | RARE_TRIAGE_LAKE_URI | `$RARE_TRIAGE_HOME/lake` | Parquet lake: a folder or `s3://bucket/prefix` |
 | RARE_TRIAGE_S3_ENDPOINT_URL | (AWS) | S3-compatible endpoint, e.g. `http://127.0.0.1:9000` |
 | AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY | | S3 credentials, read at run time |
+| RARE_TRIAGE_S3_CONNECT_TIMEOUT | 3 | seconds to open a connection, every S3 client (lake, landing zone, bucket) |
+| RARE_TRIAGE_S3_READ_TIMEOUT | 30 | seconds without an answer before a request is abandoned |
+| RARE_TRIAGE_S3_MAX_ATTEMPTS | 3 | attempts of one request in all (the first included) |
 | RARE_TRIAGE_WAREHOUSE | `$RARE_TRIAGE_HOME/warehouse.duckdb` | DuckDB file of the features |
 | RARE_TRIAGE_EHR_SOURCE | `synthetic` | `synthetic` or `landing` |
 | RARE_TRIAGE_LANDING_URI | `$RARE_TRIAGE_HOME/landing` | landing zone root (folder or s3://) |
@@ -27,7 +30,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from rare_triage.defs.shared import keys as c
-from rare_triage.defs.shared.bucket import build_bucket_resource
+from rare_triage.defs.shared.bucket import build_bucket_resource, s3_settings
 from rare_triage.defs.shared.ehr_source import DriftScenarioConfig, LandingZoneEhrSource, SyntheticEhrSource
 from rare_triage.defs.shared.io_managers.duckdb_warehouse import DuckDBWarehouseIOManager
 from rare_triage.defs.shared.io_managers.parquet_lake import ParquetLakeIOManager
@@ -41,14 +44,8 @@ WAREHOUSE_CONNECTION = {"memory_limit": "1GB"}
 
 
 def _s3_credentials(uri: str, environ: Mapping[str, str]) -> dict[str, Any]:
-    if not uri.startswith("s3://"):
-        return {}
-    return {
-        "s3_endpoint_url": environ.get("RARE_TRIAGE_S3_ENDPOINT_URL"),
-        "s3_access_key_id": dg.EnvVar("AWS_ACCESS_KEY_ID"),
-        "s3_secret_access_key": dg.EnvVar("AWS_SECRET_ACCESS_KEY"),
-        "s3_region": environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    }
+    """Endpoint, credentials (dg.EnvVar, read at run time) and limits of an s3:// uri; nothing for a folder."""
+    return s3_settings(environ) if uri.startswith("s3://") else {}
 
 
 def build_ehr_source(environ: Mapping[str, str]) -> SyntheticEhrSource | LandingZoneEhrSource:

@@ -1,17 +1,26 @@
 """Object storage for published models: a local directory by default, any S3-compatible server by configuration.
 
 Objects are written whole (never seen half-written) and, unless the caller asks to overwrite (pointers
-only), never replaced: `put_bytes(..., if_absent=True)` refuses an existing key.
+only), never replaced: `put_bytes(..., if_absent=True)` refuses an existing key. Readers that must not take a
+missing bucket for an empty one call `check_exists()` first; writers create a local bucket's folder.
 """
 
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from rare_triage.lib.lake_fs import S3Options
 
 _SEGMENT = r"[A-Za-z0-9_=\-][A-Za-z0-9._=\-]*"  # no leading dot: hidden names are the local bucket's temp files
 _KEY_PATTERN = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
+_T = TypeVar("_T")
 
 
 class BucketError(RuntimeError):
@@ -20,6 +29,14 @@ class BucketError(RuntimeError):
 
 class ObjectExistsError(BucketError):
     """The key already holds an object and objects are immutable."""
+
+
+class BucketNotFoundError(BucketError):
+    """The bucket itself (local folder or S3 bucket) does not exist."""
+
+
+class BucketUnreachableError(BucketError):
+    """The S3 endpoint did not answer within its timeouts and attempts, or refused the connection."""
 
 
 class ObjectNotFoundError(BucketError, KeyError):
@@ -61,6 +78,10 @@ class Bucket(Protocol):
         """Where the bucket is, for logs and metadata (file:///... or s3://bucket/prefix)."""
         ...
 
+    def check_exists(self) -> None:
+        """Raise BucketNotFoundError naming the folder or bucket when it does not exist."""
+        ...
+
 
 class LocalBucket:
     """A directory as a bucket: write to a temporary file, fsync, then link (if absent) or rename into place."""
@@ -74,6 +95,10 @@ class LocalBucket:
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*validate_key(key).split("/"))
+
+    def check_exists(self) -> None:
+        if not self.root.is_dir():
+            raise BucketNotFoundError(f"bucket folder {self.root} does not exist (check RARE_TRIAGE_BUCKET_URI)")
 
     def put_bytes(self, key: str, data: bytes, if_absent: bool = True) -> None:
         path = self._path(key)
@@ -124,6 +149,30 @@ class S3Bucket:
         self.client, self.bucket, self.prefix = client, bucket, prefix.strip("/")
 
     @property
+    def endpoint(self) -> str:
+        """The endpoint URL the client talks to."""
+        return str(getattr(getattr(self.client, "meta", None), "endpoint_url", "(unknown endpoint)"))
+
+    def _call(self, action: str, what: str, request: Callable[[], _T]) -> _T:
+        """Run one client request; transport failures (timeouts, refused connections) become BucketUnreachableError."""
+        try:
+            return request()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise BucketUnreachableError(
+                f"s3 endpoint {self.endpoint}: {action} {what} failed ({_limits(self.client)}): {exc}"
+            ) from exc
+
+    def check_exists(self) -> None:
+        try:
+            self._call("head bucket", f"s3://{self.bucket}", lambda: self.client.head_bucket(Bucket=self.bucket))
+        except BucketUnreachableError:
+            raise
+        except Exception as exc:
+            if self._code(exc) in {"NoSuchBucket", "404", "NotFound"}:
+                raise BucketNotFoundError(f"bucket s3://{self.bucket} does not exist at {self.endpoint}") from exc
+            raise BucketError(f"bucket s3://{self.bucket} at {self.endpoint}: {self._code(exc) or exc}") from exc
+
+    @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
@@ -143,24 +192,34 @@ class S3Bucket:
                 raise ObjectExistsError(f"{self.uri}/{key}: exists and objects are immutable")
             kwargs["IfNoneMatch"] = "*"
         try:
-            self.client.put_object(**kwargs)
+            self._call("put", f"{self.uri}/{key}", lambda: self.client.put_object(**kwargs))
+        except BucketUnreachableError:
+            raise
         except Exception as exc:
             if self._code(exc) in {"PreconditionFailed", "412", "ConditionalRequestConflict"}:
                 raise ObjectExistsError(f"{self.uri}/{key}: exists and objects are immutable") from exc
             raise
 
     def get_bytes(self, key: str) -> bytes:
+        full_key = self._key(key)
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            response = self._call(
+                "get", f"{self.uri}/{key}", lambda: self.client.get_object(Bucket=self.bucket, Key=full_key)
+            )
+            return bytes(self._call("read", f"{self.uri}/{key}", response["Body"].read))
+        except BucketUnreachableError:
+            raise
         except Exception as exc:
             if self._code(exc) in {"NoSuchKey", "404", "NotFound"}:
                 raise ObjectNotFoundError(f"{self.uri}/{key}: no such object") from exc
             raise
-        return bytes(response["Body"].read())
 
     def exists(self, key: str) -> bool:
+        full_key = self._key(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self._call("head", f"{self.uri}/{key}", lambda: self.client.head_object(Bucket=self.bucket, Key=full_key))
+        except BucketUnreachableError:
+            raise
         except Exception as exc:
             if self._code(exc) in {"NoSuchKey", "404", "NotFound"}:
                 return False
@@ -170,10 +229,42 @@ class S3Bucket:
     def list(self, prefix: str = "") -> list[str]:
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
-        keys: list[str] = []
-        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix):
-            keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix)
+        keys = self._call(
+            "list",
+            f"{self.uri}/{prefix}",
+            lambda: [item["Key"][strip:] for page in pages for item in page.get("Contents", [])],
+        )
         return sorted(keys)
+
+
+def _limits(client: Any) -> str:
+    config = getattr(getattr(client, "meta", None), "config", None)
+    if config is None:
+        return "client limits unknown"
+    attempts = (getattr(config, "retries", None) or {}).get("total_max_attempts", "default")
+    return (
+        f"connect timeout {float(config.connect_timeout):g} s, read timeout {float(config.read_timeout):g} s, "
+        f"{attempts} attempts"
+    )
+
+
+def s3_client(options: S3Options) -> Any:
+    """A boto3 S3 client with the options' endpoint, credentials, bounded timeouts and standard retries."""
+    config = botocore.config.Config(
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        # total_max_attempts counts the first request too (botocore's max_attempts counts retries only)
+        retries={"total_max_attempts": options.max_attempts, "mode": "standard"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=options.endpoint_url or None,
+        aws_access_key_id=options.access_key or None,
+        aws_secret_access_key=options.secret_key or None,
+        region_name=options.region,
+        config=config,
+    )
 
 
 def bucket_from_uri(uri: str, s3_client: Any | None = None) -> "LocalBucket | S3Bucket":

@@ -6,13 +6,16 @@ Layout (under the bucket root):
     models/rare-triage/env/<env>.json            pointer, the only object ever overwritten
 
 A pointer moves only after the version's files were read back and hash-verified, so a reader that
-follows a pointer always finds a complete, consistent model.
+follows a pointer always finds a complete, consistent model. The pointer records the hashes it was verified
+against: a later move (promotion, rollback) checks the files against those records, so a file edited in place
+after publication is refused even when it is still valid JSON.
 """
 
 import datetime as dt
 import json
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rare_triage.lib.deployment.bucket import Bucket, ObjectExistsError, ObjectNotFoundError
@@ -48,8 +51,21 @@ class PublishedVersion:
 
 
 @dataclass(frozen=True)
+class RecordedHashes:
+    """The sha256 of a version's files as one record holds them (a pointer, the model registry)."""
+
+    source: str
+    manifest_sha256: str | None
+    onnx_sha256: str | None = None
+
+
+@dataclass(frozen=True)
 class Pointer:
-    """Content of `env/<env>.json`: the served version and the manifest hash it was verified against."""
+    """Content of `env/<env>.json`: the served version and the hashes it was verified against.
+
+    `previous_manifest_sha256` (absent in pointers written before it existed) lets a rollback verify the
+    version the pointer replaced.
+    """
 
     env: str
     version: str
@@ -57,10 +73,26 @@ class Pointer:
     onnx_sha256: str
     updated_at: str
     previous_version: str | None
+    previous_manifest_sha256: str | None = None
 
     def to_bytes(self) -> bytes:
         """Canonical JSON bytes of the pointer."""
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    def record(self) -> RecordedHashes:
+        """The hashes this pointer recorded for its version."""
+        return RecordedHashes(f"pointer {pointer_key(self.env)}", self.manifest_sha256, self.onnx_sha256)
+
+
+@dataclass(frozen=True)
+class VersionCheck:
+    """What reading a version back found: every problem (empty when it is intact) and, if readable, its manifest."""
+
+    version: str
+    problems: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    published: PublishedVersion | None = None
+    onnx_bytes: bytes | None = field(default=None, repr=False)
 
 
 def _check_env(env: str) -> str:
@@ -90,29 +122,54 @@ def pointer_key(env: str) -> str:
     return f"{MODELS_PREFIX}/env/{_check_env(env)}.json"
 
 
-def verify_version(bucket: Bucket, version: str) -> tuple[PublishedVersion, dict[str, Any]]:
-    """Read a version's files back and check them against each other; IntegrityError if anything is off."""
+def _compare(name: str, actual: str, recorded: str | None, source: str) -> list[str]:
+    if recorded is None or recorded == actual:
+        return []
+    return [f"{name} (sha256 {actual[:12]}...) does not match the hash recorded by {source} ({recorded[:12]}...)"]
+
+
+def inspect_version(bucket: Bucket, version: str, records: Iterable[RecordedHashes] = ()) -> VersionCheck:
+    """Read a version's files back; list every way they disagree with each other and with `records`."""
     try:
         onnx_bytes = bucket.get_bytes(model_key(version))
         manifest_bytes = bucket.get_bytes(manifest_key(version))
     except ObjectNotFoundError as exc:
-        raise IntegrityError(f"version {version}: incomplete in {bucket.uri} ({exc})") from exc
+        return VersionCheck(version, [f"incomplete in {bucket.uri} ({exc})"])
+    onnx_sha, manifest_sha = sha256_hex(onnx_bytes), sha256_hex(manifest_bytes)
+    problems = [
+        problem
+        for record in records
+        for problem in (
+            *_compare("manifest.json", manifest_sha, record.manifest_sha256, record.source),
+            *_compare("model.onnx", onnx_sha, record.onnx_sha256, record.source),
+        )
+    ]
     try:
         manifest = manifest_from_bytes(manifest_bytes)
         validate_manifest(manifest, onnx_bytes)
     except ManifestError as exc:
-        raise IntegrityError(f"version {version}: {exc}") from exc
+        return VersionCheck(version, [*problems, str(exc)])
     if manifest["version"] != version:
-        raise IntegrityError(f"version {version}: its manifest names version {manifest['version']!r}")
+        problems.append(f"its manifest names version {manifest['version']!r}")
     published = PublishedVersion(
         version=version,
         model_key=model_key(version),
         manifest_key=manifest_key(version),
-        onnx_sha256=manifest["onnx"]["sha256"],
-        manifest_sha256=sha256_hex(manifest_bytes),
+        onnx_sha256=onnx_sha,
+        manifest_sha256=manifest_sha,
         size_bytes=len(onnx_bytes),
     )
-    return published, manifest
+    return VersionCheck(version, problems, manifest, published, onnx_bytes)
+
+
+def verify_version(
+    bucket: Bucket, version: str, records: Iterable[RecordedHashes] = ()
+) -> tuple[PublishedVersion, dict[str, Any]]:
+    """Read a version's files back, check them against each other and `records`; IntegrityError if anything is off."""
+    check = inspect_version(bucket, version, records)
+    if check.problems or check.published is None or check.manifest is None:
+        raise IntegrityError(f"version {version}: " + "; ".join(check.problems))
+    return check.published, check.manifest
 
 
 def publish_model(bucket: Bucket, onnx_bytes: bytes, manifest: dict[str, Any]) -> PublishedVersion:
@@ -145,18 +202,34 @@ def read_pointer(bucket: Bucket, env: str) -> Pointer | None:
         data = json.loads(bucket.get_bytes(pointer_key(env)).decode("utf-8"))
     except ObjectNotFoundError:
         return None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"pointer {pointer_key(env)}: not valid UTF-8 JSON ({exc})") from exc
     try:
         return Pointer(**data)
     except TypeError as exc:
         raise IntegrityError(f"pointer {pointer_key(env)}: unexpected fields ({exc})") from exc
 
 
-def move_pointer(bucket: Bucket, env: str, version: str, now: dt.datetime | None = None) -> Pointer:
-    """Point `env` at `version` after verifying the version's files; one overwrite of the pointer object.
+def env_pointers(bucket: Bucket) -> list[Pointer]:
+    """Every env's pointer, by env name."""
+    prefix = f"{MODELS_PREFIX}/env/"
+    envs = [k.removeprefix(prefix).removesuffix(".json") for k in bucket.list(prefix) if k.endswith(".json")]
+    pointers = (read_pointer(bucket, env) for env in sorted(envs) if ENV_PATTERN.match(env))
+    return [p for p in pointers if p is not None]
+
+
+def move_pointer(
+    bucket: Bucket,
+    env: str,
+    version: str,
+    now: dt.datetime | None = None,
+    records: Iterable[RecordedHashes] = (),
+) -> Pointer:
+    """Point `env` at `version` after verifying the version's files (and against `records`); one overwrite.
 
     Pointing an env at the version it already serves changes nothing (the history link is kept).
     """
-    published, _ = verify_version(bucket, version)
+    published, _ = verify_version(bucket, version, records)
     previous = read_pointer(bucket, env)
     if previous is not None and (previous.version, previous.manifest_sha256) == (version, published.manifest_sha256):
         return previous
@@ -167,6 +240,7 @@ def move_pointer(bucket: Bucket, env: str, version: str, now: dt.datetime | None
         onnx_sha256=published.onnx_sha256,
         updated_at=(now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="seconds"),
         previous_version=previous.version if previous else None,
+        previous_manifest_sha256=previous.manifest_sha256 if previous else None,
     )
     bucket.put_bytes(pointer_key(env), pointer.to_bytes(), if_absent=False)
     return pointer
@@ -177,21 +251,30 @@ def served_model(bucket: Bucket, env: str) -> tuple[Pointer, dict[str, Any], byt
     pointer = read_pointer(bucket, env)
     if pointer is None:
         raise IntegrityError(f"env {env}: no pointer at {pointer_key(env)} in {bucket.uri}")
-    onnx_bytes = bucket.get_bytes(model_key(pointer.version))
-    manifest_bytes = bucket.get_bytes(manifest_key(pointer.version))
-    if sha256_hex(manifest_bytes) != pointer.manifest_sha256:
-        raise IntegrityError(f"env {env}: manifest of {pointer.version} does not match the pointer's hash")
-    manifest = manifest_from_bytes(manifest_bytes)
-    validate_manifest(manifest, onnx_bytes)
-    return pointer, manifest, onnx_bytes
+    check = inspect_version(bucket, pointer.version, [pointer.record()])
+    if check.problems or check.manifest is None or check.onnx_bytes is None:
+        raise IntegrityError(f"env {env}: version {pointer.version}: " + "; ".join(check.problems))
+    return pointer, check.manifest, check.onnx_bytes
 
 
-def list_versions(bucket: Bucket) -> list[str]:
-    """Versions that have a manifest, oldest first by the manifest's created_at."""
+def _created_at(bucket: Bucket, version: str) -> tuple[str, str | None]:
+    try:
+        return str(manifest_from_bytes(bucket.get_bytes(manifest_key(version)))["created_at"]), None
+    except ManifestError as exc:
+        return "", f"version {version}: {exc}"
+
+
+def published_versions(bucket: Bucket) -> list[tuple[str, str | None]]:
+    """(version, problem) of every version that has a manifest, oldest first by created_at; unreadable ones first."""
     versions = {
         key.split("/")[2]
         for key in bucket.list(MODELS_PREFIX + "/")
         if key.endswith("/manifest.json") and VERSION_PATTERN.match(key.split("/")[2])
     }
-    created = {v: manifest_from_bytes(bucket.get_bytes(manifest_key(v)))["created_at"] for v in versions}
-    return sorted(versions, key=lambda v: (created[v], v))
+    read = {v: _created_at(bucket, v) for v in versions}
+    return [(v, read[v][1]) for v in sorted(versions, key=lambda v: (read[v][0], v))]
+
+
+def list_versions(bucket: Bucket) -> list[str]:
+    """Versions that have a manifest, oldest first by the manifest's created_at."""
+    return [version for version, _ in published_versions(bucket)]

@@ -5,6 +5,7 @@ apart from the data); dates shrink to the year (plus the partition day, publishe
 purpose), ages are top-coded at 90, ZIP codes shrink to 3 digits ("000" where the
 3-digit area has 20,000 people or fewer, or the ZIP is not a 5-digit ZIP). Every other
 direct identifier is dropped; ``rare_triage.lib.identifiers`` lists them with their treatment.
+Centre and region are published in their closed vocabulary, "other" outside it (vocabulary.py).
 """
 
 import binascii
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
+from rare_triage.lib.governance.vocabulary import published_centres, published_regions
 from rare_triage.lib.identifiers import DATE_IDENTIFIERS, IDENTIFIER_COLUMNS, SCREENED_VALUE_COLUMNS
 
 HMAC_KEY_ENV_VAR = "RARE_TRIAGE_HMAC_KEY"
@@ -192,9 +194,9 @@ def anonymize_extract(
             "age_years": age,
             "age_band": age_band(age),
             "sex": enc["patient_id"].map(patients["sex"]).astype(object),
-            "centre_id": enc["centre_id"].astype(object),
+            "centre_id": published_centres(enc["centre_id"]),
             "centre_level": enc["centre_level"].astype(object),
-            "region": enc["region"].astype(object),
+            "region": published_regions(enc["region"]),
             "zip3": zip3(enc["patient_id"].map(patients["zip_code"]), zip3_allowlist),
             "consultation_type": enc["consultation_type"].astype(object),
             "prior_visits_365d": prior_visits,

@@ -56,8 +56,16 @@ def bucket_assignments(raw: Mapping[str, pa.Table], n_buckets: int) -> dict[str,
 
 def iter_buckets(raw: Mapping[str, pa.Table], n_buckets: int) -> Iterator[dict[str, pd.DataFrame]]:
     """The raw extract as `n_buckets` pandas extracts of whole patients, one at a time."""
+    for bucket, _ in iter_buckets_with_rows(raw, n_buckets):
+        yield bucket
+
+
+def iter_buckets_with_rows(
+    raw: Mapping[str, pa.Table], n_buckets: int
+) -> Iterator[tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]]:
+    """Each bucket with, per table, the row numbers its rows have in the whole raw table."""
     assignments = bucket_assignments(raw, n_buckets)
     for bucket in range(n_buckets):
-        yield {
-            table: raw[table].filter(pa.array(assignments[table] == bucket)).to_pandas() for table in schema.RAW_TABLES
-        }
+        rows = {table: np.flatnonzero(assignments[table] == bucket) for table in schema.RAW_TABLES}
+        tables = {table: raw[table].take(pa.array(rows[table])).to_pandas() for table in schema.RAW_TABLES}
+        yield tables, rows

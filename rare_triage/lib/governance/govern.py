@@ -1,12 +1,15 @@
 """The governance step of one partition: validate, quarantine, anonymize, enforce k-anonymity, prove no identifier.
 
 Every raw row ends either in the anonymized tables or in the quarantine with its reason; `GovernanceResult.counts`
-says so per table (in = out + quarantined).
+says so per table (in = out + quarantined). The leak guard (`guard_outputs`) raises IdentifierLeakError before
+anything is returned, so the step stores nothing, when an output holds an identifier column, a raw identifier value
+or an identifier-shaped cell.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,8 +21,9 @@ from rare_triage.lib.governance.anonymize import (
     anonymize_extract,
     assert_no_identifiers,
 )
-from rare_triage.lib.governance.buckets import iter_buckets
+from rare_triage.lib.governance.buckets import iter_buckets_with_rows
 from rare_triage.lib.governance.kanonymity import K_ANONYMITY, below_k_quarantine, enforce_k_anonymity
+from rare_triage.lib.governance.screening import PatientIdentifierValues, identifier_findings, quarantine_findings
 from rare_triage.lib.governance.validation import validate_extract
 from rare_triage.lib.identifiers import SCREENED_VALUE_COLUMNS
 
@@ -60,6 +64,16 @@ def _child_quarantine(table: str, rows: pd.DataFrame, partition_day: str) -> pd.
     )
 
 
+def guard_outputs(anonymized: Mapping[str, pd.DataFrame], quarantined: pd.DataFrame) -> None:
+    """Raise IdentifierLeakError if an output holds an identifier column or an identifier-shaped cell.
+
+    The same screening as the no_identifiers check, inside the step: the check reports, this keeps data out.
+    """
+    findings = identifier_findings(anonymized) + quarantine_findings(quarantined)
+    if findings:
+        raise IdentifierLeakError(f"identifier content in the governance outputs: {'; '.join(findings[:20])}")
+
+
 def govern_extract(
     raw: Mapping[str, pd.DataFrame],
     *,
@@ -67,8 +81,13 @@ def govern_extract(
     pseudonymizer: Pseudonymizer,
     codes: GovernanceCodes,
     k: int = K_ANONYMITY,
+    patient_values: PatientIdentifierValues | None = None,
+    row_numbers: Mapping[str, np.ndarray] | None = None,
 ) -> GovernanceResult:
-    """Raw extract of one day to anonymized tables; raises before returning if any identifier would survive."""
+    """Raw extract of one day to anonymized tables; raises before returning if any identifier would survive.
+
+    ``patient_values`` and ``row_numbers``: of the whole extract when ``raw`` is one bucket of it.
+    """
     validated = validate_extract(
         raw,
         partition_day=partition_day,
@@ -76,6 +95,8 @@ def govern_extract(
         known_orpha=codes.orpha,
         known_hpo=codes.hpo,
         pseudonymize=pseudonymizer,
+        patient_values=patient_values,
+        row_numbers=row_numbers,
     )
     anonymized = anonymize_extract(
         validated.valid, partition_day=partition_day, pseudonymizer=pseudonymizer, zip3_allowlist=None
@@ -101,6 +122,7 @@ def govern_extract(
         counts[raw_table]["valid"] -= removed[anon_table]
     parts = [q for q in quarantine_parts if len(q)]
     quarantined = pd.concat(parts, ignore_index=True) if parts else validated.quarantined
+    guard_outputs(anonymized, quarantined)
     return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_result.report)
 
 
@@ -116,9 +138,20 @@ def govern_in_buckets(
     """`govern_extract` over patient buckets of an Arrow extract, so peak memory follows the bucket, not the day."""
     if n_buckets < 1:
         raise ValueError(f"n_buckets: {n_buckets} must be at least 1")
+    patients = raw[schema.RAW_PATIENTS].to_pandas()
+    patient_values = PatientIdentifierValues.from_patients(patients)
+    del patients
     parts = [
-        govern_extract(bucket, partition_day=partition_day, pseudonymizer=pseudonymizer, codes=codes, k=k)
-        for bucket in iter_buckets(raw, n_buckets)
+        govern_extract(
+            bucket,
+            partition_day=partition_day,
+            pseudonymizer=pseudonymizer,
+            codes=codes,
+            k=k,
+            patient_values=patient_values,
+            row_numbers=rows,
+        )
+        for bucket, rows in iter_buckets_with_rows(raw, n_buckets)
     ]
     anonymized = {
         table: pd.concat([p.anonymized[table] for p in parts], ignore_index=True) for table in schema.ANON_TABLES

@@ -1,24 +1,126 @@
-"""The leak guard of the no_identifiers check: identifier columns and identifier-shaped cells in anonymized tables."""
+"""Identifier screening: identifier-shaped text and the patient table's identifier values, in any text cell.
 
+Validation applies ``identifier_kinds`` to every text column of every raw table (identifier columns and keys aside)
+and quarantines what it finds; the governance step applies ``identifier_findings`` and ``quarantine_findings`` to
+what it is about to store and raises if either finds anything; the no_identifiers check reports the former.
+"""
+
+import json
 import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import pandas as pd
 
-from rare_triage.lib.identifiers import IDENTIFIER_COLUMNS
+from rare_triage.lib import schema
+from rare_triage.lib.identifiers import DATE_IDENTIFIERS, IDENTIFIER_COLUMNS, SCREENED_VALUE_COLUMNS
 
-# Shapes of direct identifiers that must never appear in an anonymized string cell.
+# Shapes of direct identifiers that must never appear in a stored string cell (first match names the kind).
 IDENTIFIER_PATTERNS = {
     "email": re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE),
-    "phone": re.compile(r"\+?\d[\d\s().-]{7,}\d"),
+    "url": re.compile(r"\b(?:https?|ftp)://|\bwww\.[a-z0-9-]+\.[a-z]", re.IGNORECASE),
+    "ip_address": re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b", re.IGNORECASE),
+    "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
+    # Spanish DNI / NIE, French NIR (13 or 15 digits)
+    "national_id": re.compile(r"\b\d{8}[A-Z]\b|\b[XYZ]\d{7}[A-Z]\b|\b[12]\d{12}(?:\d{2})?\b", re.IGNORECASE),
     "iso_date": re.compile(r"\b(?:19|20)\d{2}-\d{2}-\d{2}\b"),
+    "date": re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)\d{2}\b|\b(?:19|20)\d{2}[/.]\d{1,2}[/.]\d{1,2}\b"),
+    "phone": re.compile(r"\+?\d[\d\s().-]{7,}\d"),
     "zip5": re.compile(r"^\d{5}(?:-\d{4})?$"),
 }
+PATIENT_VALUE = "patient_value"  # kind of a cell holding a value of the patient table's identifier columns
 # The partition key is the one date element kept (README); pseudonymous keys are 32 hex characters (pandera checks
 # their shape) whose digit runs would otherwise look like phone numbers.
 PATTERN_EXEMPT_COLUMNS = {"partition_day", "encounter_key", "patient_key"}
+FINGERPRINT_PREFIX = "fp:"  # keyed fingerprints of quarantined values (validation.py), never a raw value
+_TOKEN_SEPARATORS = re.compile(r"[\s,;()\[\]{}<>\"'|]+")
+_NAME_COLUMNS = ("given_name", "family_name")
+_MAX_PHRASE_TOKENS = 8
 
 
-def identifier_findings(tables: dict[str, pd.DataFrame]) -> list[str]:
+def fold(text: str) -> str:
+    """Case-, width- and spacing-insensitive form of a text."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _tokens(folded: str) -> list[str]:
+    return [t for t in _TOKEN_SEPARATORS.split(folded) if t]
+
+
+def _folded(values: pd.Series) -> pd.Series:
+    text = values.dropna().astype(str)
+    return text.str.normalize("NFKC").str.casefold().str.split().str.join(" ")
+
+
+@dataclass(frozen=True)
+class PatientIdentifierValues:
+    """Identifier values of one extract's patient table: no text cell may equal one or contain a phrase of them."""
+
+    whole: frozenset[str]  # folded values (single given or family names included) a whole cell must not equal
+    phrases: frozenset[str]  # token sequences (full names, MRNs, e-mails, addresses, ...) no cell may contain
+
+    @classmethod
+    def from_patients(cls, patients: pd.DataFrame) -> "PatientIdentifierValues":
+        """From the identifier columns of ``patients`` (names also as full names, in both orders)."""
+        whole: set[str] = set()
+        phrases: set[str] = set()
+        for column in SCREENED_VALUE_COLUMNS.get(schema.RAW_PATIENTS, ()):
+            if column not in patients.columns:
+                continue
+            values = patients[column]
+            if column in DATE_IDENTIFIERS:
+                values = pd.to_datetime(values, errors="coerce").dt.strftime("%Y-%m-%d")
+            folded = set(_folded(values)) - {""}
+            whole |= folded
+            if column not in _NAME_COLUMNS:
+                phrases |= {" ".join(_tokens(v)) for v in folded if len(v) >= 5}
+        if all(c in patients.columns for c in _NAME_COLUMNS):
+            given = patients["given_name"].fillna("").astype(str)
+            family = patients["family_name"].fillna("").astype(str)
+            both = (given != "") & (family != "")
+            for full in (given[both] + " " + family[both], family[both] + " " + given[both]):
+                folded = set(_folded(full))
+                whole |= folded
+                phrases |= {" ".join(_tokens(v)) for v in folded}
+        return cls(frozenset(whole), frozenset(p for p in phrases if p))
+
+    def found_in(self, text: str) -> bool:
+        """Whether ``text`` equals an identifier value or contains one of the phrases, token-aligned."""
+        folded = fold(text)
+        if folded in self.whole:
+            return True
+        tokens = _tokens(folded)
+        for n in range(1, min(len(tokens), _MAX_PHRASE_TOKENS) + 1):
+            if any(" ".join(tokens[i : i + n]) in self.phrases for i in range(len(tokens) - n + 1)):
+                return True
+        return False
+
+
+def identifier_kind(text: str, patient_values: PatientIdentifierValues | None = None) -> str | None:
+    """The kind of identifier content in ``text`` (a key of IDENTIFIER_PATTERNS or PATIENT_VALUE), or None."""
+    for kind, pattern in IDENTIFIER_PATTERNS.items():
+        if pattern.search(text):
+            return kind
+    if patient_values is not None and patient_values.found_in(text):
+        return PATIENT_VALUE
+    return None
+
+
+def identifier_kinds(values: pd.Series, patient_values: PatientIdentifierValues | None = None) -> pd.Series:
+    """``identifier_kind`` of each cell (as text), once per distinct value; None where clean or missing."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    kinds = [identifier_kind(str(u), patient_values) for u in uniques]
+    lookup = pd.Series([*kinds, None], dtype=object)
+    return pd.Series(lookup.to_numpy()[codes], index=values.index, dtype=object)
+
+
+def is_text(values: pd.Series) -> bool:
+    """A column that can hold free text (object or string dtype)."""
+    return values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+
+
+def identifier_findings(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     """table.column: problem, for identifier columns and identifier-shaped values."""
     findings = [
         f"{name}.{column}: identifier column"
@@ -28,7 +130,7 @@ def identifier_findings(tables: dict[str, pd.DataFrame]) -> list[str]:
     ]
     for name, frame in tables.items():
         for column in frame.columns:
-            if column in PATTERN_EXEMPT_COLUMNS or frame[column].dtype != object:
+            if column in PATTERN_EXEMPT_COLUMNS or not is_text(frame[column]):
                 continue
             values = pd.Series(frame[column].dropna().unique()).astype(str)
             for kind, pattern in IDENTIFIER_PATTERNS.items():
@@ -36,3 +138,52 @@ def identifier_findings(tables: dict[str, pd.DataFrame]) -> list[str]:
                 if hits:
                     findings.append(f"{name}.{column}: {hits} value(s) shaped like {kind}")
     return findings
+
+
+def quarantine_findings(quarantined: pd.DataFrame) -> list[str]:
+    """Identifier-shaped reasons, and identifier columns or identifier-shaped values in rows, of the quarantine.
+
+    Keys (pseudonyms), the partition day and fingerprints are not screened: they are what quarantine rows carry
+    instead of values.
+    """
+    findings = set()
+    for reason in pd.unique(quarantined["reason"].dropna()):
+        kind = identifier_kind(str(reason))
+        if kind:
+            findings.add(f"quarantined_records.reason: shaped like {kind}")
+    for text in pd.unique(quarantined["row_json"].dropna()):
+        for key, value in json.loads(text).items():
+            if key in IDENTIFIER_COLUMNS:
+                findings.add(f"quarantined_records.row_json: identifier column {key}")
+            elif isinstance(value, str) and key not in PATTERN_EXEMPT_COLUMNS:
+                kind = None if value.startswith(FINGERPRINT_PREFIX) else identifier_kind(value)
+                if kind:
+                    findings.add(f"quarantined_records.row_json.{key}: shaped like {kind}")
+    return sorted(findings)
+
+
+def screened_columns(frame: pd.DataFrame) -> list[str]:
+    """The text columns of a raw table screened for identifier content: all but identifiers and source keys."""
+    return [c for c in frame.columns if c not in IDENTIFIER_COLUMNS and is_text(frame[c])]
+
+
+def screen_raw_table(
+    frame: pd.DataFrame,
+    patient_values: PatientIdentifierValues | None,
+    exempt: Mapping[str, Callable[[str], object]],
+) -> dict[str, pd.Series]:
+    """column -> kind of identifier content per row (None where clean), for every screened column of ``frame``.
+
+    ``exempt`` maps a column to its closed-vocabulary test: a vocabulary value is not identifier content even
+    when it equals a patient's value (a region may share a family name); no vocabulary value has an identifier shape.
+    """
+    found = {}
+    for column in screened_columns(frame):
+        kinds = identifier_kinds(frame[column], patient_values)
+        test = exempt.get(column)
+        if test is not None and kinds.notna().any():
+            member = [isinstance(v, str) and bool(test(v)) for v in frame[column][kinds.notna()]]
+            kinds[kinds.index[kinds.notna()][member]] = None
+        if kinds.notna().any():
+            found[column] = kinds
+    return found

@@ -5,8 +5,11 @@ A row with problems in several fields is quarantined once per field (so it may a
 several times in ``quarantined``) but is counted once in ``counts``, which count rows:
 for every table ``in == valid + quarantined``. Children of a quarantined encounter are
 quarantined with it ("encounter quarantined"), encounters of a quarantined patient too.
-Quarantined rows carry ``row_ref`` = pseudonym of the source key (a child row: of its
-encounter) and ``row_json`` without any direct identifier (keys replaced by pseudonyms).
+Text cells are screened for identifier content first (screening.py). Quarantined rows carry
+``row_ref`` = pseudonym of the source key (a child row: of its encounter), a ``reason`` naming
+table, field, rule and raw row number but never a value, and ``row_json`` without any direct
+identifier (keys replaced by pseudonyms) in which only values that passed every check of their
+column stay verbatim; the others are keyed fingerprints ("fp:" + 16 hex characters).
 """
 
 import re
@@ -18,6 +21,13 @@ import pandas as pd
 
 from rare_triage.lib import schema
 from rare_triage.lib.governance.anonymize import age_in_years
+from rare_triage.lib.governance.screening import FINGERPRINT_PREFIX, PatientIdentifierValues, screen_raw_table
+from rare_triage.lib.governance.vocabulary import (
+    OPEN_VOCABULARY_TESTS,
+    VocabularyTests,
+    in_vocabulary,
+    raw_vocabulary_tests,
+)
 from rare_triage.lib.identifiers import IDENTIFIER_COLUMNS
 
 MAX_AGE_YEARS = 120
@@ -26,6 +36,7 @@ _HPO_ID = re.compile(r"HP:\d{7}")
 _ORPHA_CODE = re.compile(r"ORPHA:(\d+)")
 _BLANKS = ("", " ", "  ", "\t", "\n", "\r\n", "\xa0")
 ROW_FIELD = "row"  # the field of a whole-row problem (exact duplicate)
+FINGERPRINT_HEX_CHARS = 16
 
 
 class ExtractSchemaError(ValueError):
@@ -102,10 +113,9 @@ def _per_distinct(values: pd.Series, predicate: Callable[[object], bool], *, def
     return pd.Series(np.append(lookup, default)[codes], index=values.index)
 
 
-def _not_one_of(column: str, allowed: Iterable[str]) -> Callable[[pd.DataFrame], list[str]]:
-    """Reason builder for a value outside an enumeration."""
-    text = ", ".join(allowed)
-    return lambda bad: [f"invalid value {v!r}, expected one of {text}" for v in bad[column]]
+def _not_one_of(allowed: Iterable[str]) -> str:
+    """Reason of a value outside an enumeration (the enumeration, never the value)."""
+    return f"not one of {', '.join(allowed)}"
 
 
 def _check_columns(tables: Mapping[str, pd.DataFrame]) -> None:
@@ -133,7 +143,7 @@ def _check_patients(p: pd.DataFrame, issues: _Issues) -> None:
     issues.add(t, p, _missing(p["patient_id"]), "patient_id", "missing")
     sex_missing = _missing(p["sex"])
     issues.add(t, p, sex_missing, "sex", "missing")
-    issues.add(t, p, ~sex_missing & ~p["sex"].isin(schema.SEXES), "sex", _not_one_of("sex", schema.SEXES))
+    issues.add(t, p, ~sex_missing & ~p["sex"].isin(schema.SEXES), "sex", _not_one_of(schema.SEXES))
     issues.add(t, p, _as_dates(p["birth_date"]).isna(), "birth_date", "missing or not a date")
     exact_duplicate = p.duplicated(keep="first")
     issues.add(t, p, exact_duplicate, ROW_FIELD, "exact duplicate of an earlier row")
@@ -169,36 +179,27 @@ def _check_encounters(
 
     dates = _as_dates(e["encounter_date"])
     issues.add(t, e, dates.isna(), "encounter_date", "missing or not a date")
-    day = partition_day.strftime("%Y-%m-%d")
     off_day = dates.notna() & dates.dt.normalize().ne(partition_day)
     issues.add(
         t,
         e,
         off_day,
         "encounter_date",
-        lambda bad: [f"{'before' if d < partition_day else 'after'} partition day {day}" for d in dates[bad.index]],
+        lambda bad: [f"{'before' if d < partition_day else 'after'} the partition day" for d in dates[bad.index]],
     )
     for column in ("centre_id", "region"):
         issues.add(t, e, _missing(e[column]), column, "missing")
     for column, allowed in (("centre_level", schema.CENTRE_LEVELS), ("consultation_type", schema.CONSULTATION_TYPES)):
-        issues.add(t, e, ~e[column].isin(allowed), column, _not_one_of(column, allowed))
+        issues.add(t, e, ~e[column].isin(allowed), column, _not_one_of(allowed))
     visits = pd.to_numeric(e["prior_visits_365d"], errors="coerce")
     issues.add(t, e, visits.isna() & e["prior_visits_365d"].notna(), "prior_visits_365d", "not a number")
-    issues.add(
-        t, e, visits < 0, "prior_visits_365d", lambda bad: [f"negative visit count {v}" for v in visits[bad.index]]
-    )
+    issues.add(t, e, visits < 0, "prior_visits_365d", "negative visit count")
 
     birth = e["patient_id"].map(valid_patients.set_index("patient_id")["birth_date"])
     birth = _as_dates(birth)
     age = age_in_years(birth, dates)
     issues.add(t, e, birth > dates, "age_years", "birth date after the encounter date")
-    issues.add(
-        t,
-        e,
-        age > MAX_AGE_YEARS,
-        "age_years",
-        lambda bad: [f"age {a} years above {MAX_AGE_YEARS}" for a in age[bad.index]],
-    )
+    issues.add(t, e, age > MAX_AGE_YEARS, "age_years", f"age above {MAX_AGE_YEARS} years")
 
 
 def _check_children_keys(table: str, c: pd.DataFrame, raw_ids: pd.Index, valid_ids: pd.Index, issues: _Issues) -> None:
@@ -232,16 +233,11 @@ def _check_vitals(v: pd.DataFrame, issues: _Issues) -> None:
     code_missing = _missing(code)
     known = code.isin(_VITAL_SPEC.index)
     issues.add(t, v, code_missing, "loinc_code", "missing")
-    issues.add(
-        t, v, ~known & ~code_missing, "loinc_code", lambda bad: [f"unknown LOINC code {c!r}" for c in bad["loinc_code"]]
-    )
+    issues.add(t, v, ~known & ~code_missing, "loinc_code", "unknown LOINC code")
     unit_ok = known & v["unit"].eq(code.map(_VITAL_SPEC["unit"]))
 
     def unit_reason(bad: pd.DataFrame) -> list[str]:
-        return [
-            f"{u!r} for {_vital_name(c)} ({c}), expected {schema.VITAL_LOINC[c][1]!r}"
-            for c, u in zip(bad["loinc_code"], bad["unit"], strict=True)
-        ]
+        return [f"not the unit of {_vital_name(c)}, expected {schema.VITAL_LOINC[c][1]!r}" for c in bad["loinc_code"]]
 
     issues.add(t, v, known & ~unit_ok, "unit", unit_reason)
     value = pd.to_numeric(v["value"], errors="coerce")
@@ -251,9 +247,9 @@ def _check_vitals(v: pd.DataFrame, issues: _Issues) -> None:
 
     def range_reason(bad: pd.DataFrame) -> list[str]:
         reasons = []
-        for c, x, u in zip(bad["loinc_code"], value[bad.index], bad["unit"], strict=True):
-            low, high = schema.VITAL_LOINC[c][2:]
-            reasons.append(f"{_vital_name(c)} {x} {u} outside plausible range {low:g}-{high:g}")
+        for c in bad["loinc_code"]:
+            _, unit, low, high = schema.VITAL_LOINC[c]
+            reasons.append(f"{_vital_name(c)} outside plausible range {low:g}-{high:g} {unit}")
         return reasons
 
     issues.add(t, v, out_of_range, "value", range_reason)
@@ -270,9 +266,8 @@ def _check_blood_pressure(v: pd.DataFrame, plausible_values: pd.Series, issues: 
     pairs = pairs[pairs["value_sys"] < pairs["value_dia"]]
     if len(pairs) == 0:
         return
-    values = list(zip(pairs["value_sys"], pairs["value_dia"], strict=True))
-    sys_reasons = [f"systolic {s} below diastolic {d} in the same encounter" for s, d in values]
-    dia_reasons = [f"diastolic {d} above systolic {s} in the same encounter" for s, d in values]
+    sys_reasons = ["systolic below diastolic in the same encounter"] * len(pairs)
+    dia_reasons = ["diastolic above systolic in the same encounter"] * len(pairs)
     issues.add_positions(schema.RAW_VITALS, pairs["pos_sys"].to_numpy(), "value", sys_reasons)
     issues.add_positions(schema.RAW_VITALS, pairs["pos_dia"].to_numpy(), "value", dia_reasons)
 
@@ -293,42 +288,28 @@ def _check_symptoms(s: pd.DataFrame, known_hpo: Callable[[str], bool] | frozense
     hpo_missing = _missing(hpo)
     well_formed = _per_distinct(hpo, _is_hpo_id, default=False)
     issues.add(t, s, hpo_missing, "hpo_id", "missing")
-    issues.add(
-        t,
-        s,
-        ~hpo_missing & ~well_formed,
-        "hpo_id",
-        lambda bad: [f"{h!r} is not an HPO id (HP:nnnnnnn)" for h in bad["hpo_id"]],
-    )
+    issues.add(t, s, ~hpo_missing & ~well_formed, "hpo_id", "not an HPO id (HP:nnnnnnn)")
     is_known = known_hpo.__contains__ if isinstance(known_hpo, (set, frozenset)) else known_hpo
     known = _per_distinct(hpo, lambda h: isinstance(h, str) and _is_hpo_id(h) and bool(is_known(h)), default=False)
-    issues.add(t, s, well_formed & ~known, "hpo_id", lambda bad: [f"unknown HPO term {h!r}" for h in bad["hpo_id"]])
+    issues.add(t, s, well_formed & ~known, "hpo_id", "unknown HPO term")
     present = s["present"]
     issues.add(t, s, present.isna(), "present", "missing")
     not_bool = present.notna() & ~present.isin([True, False])
-    issues.add(t, s, not_bool, "present", lambda bad: [f"{x!r} is not true/false" for x in bad["present"]])
+    issues.add(t, s, not_bool, "present", "not true/false")
     low, high = SEVERITY_RANGE
     severity = pd.to_numeric(s["severity"], errors="coerce")
     issues.add(t, s, severity.isna() & s["severity"].notna(), "severity", "not a number")
-    issues.add(
-        t,
-        s,
-        (severity < low) | (severity > high),
-        "severity",
-        lambda bad: [f"{x} outside {low:g}-{high:g}" for x in severity[bad.index]],
-    )
+    issues.add(t, s, (severity < low) | (severity > high), "severity", f"outside {low:g}-{high:g}")
     duration = pd.to_numeric(s["duration_days"], errors="coerce")
     issues.add(t, s, duration.isna() & s["duration_days"].notna(), "duration_days", "not a number")
-    issues.add(
-        t, s, duration < 0, "duration_days", lambda bad: [f"negative duration {x} days" for x in duration[bad.index]]
-    )
+    issues.add(t, s, duration < 0, "duration_days", "negative duration")
 
 
 def _unknown_icd10(
     table: str, frame: pd.DataFrame, column: str, *, candidates: pd.Series, known_icd10: frozenset[str], issues: _Issues
 ) -> None:
     unknown = candidates & ~frame[column].isin(known_icd10)
-    issues.add(table, frame, unknown, column, lambda bad: [f"unknown ICD-10 code {c!r}" for c in bad[column]])
+    issues.add(table, frame, unknown, column, "unknown ICD-10 code")
 
 
 def _check_diagnoses(
@@ -336,7 +317,7 @@ def _check_diagnoses(
 ) -> None:
     t = schema.RAW_DIAGNOSES
     system = d["code_system"]
-    issues.add(t, d, ~system.isin(schema.CODE_SYSTEMS), "code_system", _not_one_of("code_system", schema.CODE_SYSTEMS))
+    issues.add(t, d, ~system.isin(schema.CODE_SYSTEMS), "code_system", _not_one_of(schema.CODE_SYSTEMS))
     code_missing = _missing(d["code"])
     issues.add(t, d, code_missing, "code", "missing")
     _unknown_icd10(t, d, "code", candidates=system.eq("ICD10") & ~code_missing, known_icd10=known_icd10, issues=issues)
@@ -344,29 +325,11 @@ def _check_diagnoses(
     codes, uniques = pd.factorize(d["code"], use_na_sentinel=True)
     numbers = np.fromiter((_orpha_number(u) for u in uniques), dtype=float, count=len(uniques))
     orpha_number = pd.Series(np.append(numbers, np.nan)[codes], index=d.index)
-    issues.add(
-        t,
-        d,
-        is_orpha & orpha_number.isna(),
-        "code",
-        lambda bad: [f"{c!r} is not an ORPHA code (ORPHA:<number>)" for c in bad["code"]],
-    )
-    issues.add(
-        t,
-        d,
-        is_orpha & orpha_number.notna() & ~orpha_number.isin(known_orpha),
-        "code",
-        lambda bad: [f"unknown ORPHA code {c!r}" for c in bad["code"]],
-    )
+    issues.add(t, d, is_orpha & orpha_number.isna(), "code", "not an ORPHA code (ORPHA:<number>)")
+    issues.add(t, d, is_orpha & orpha_number.notna() & ~orpha_number.isin(known_orpha), "code", "unknown ORPHA code")
     rank = pd.to_numeric(d["rank"], errors="coerce")
     issues.add(t, d, rank.isna(), "rank", "missing or not a number")
-    issues.add(
-        t,
-        d,
-        rank.notna() & ((rank < 1) | (rank % 1 != 0)),
-        "rank",
-        lambda bad: [f"{r} is not a positive integer" for r in rank[bad.index]],
-    )
+    issues.add(t, d, rank.notna() & ((rank < 1) | (rank % 1 != 0)), "rank", "not a positive integer")
 
 
 def _check_comorbidities(c: pd.DataFrame, known_icd10: frozenset[str], issues: _Issues) -> None:
@@ -384,10 +347,55 @@ def _pseudonyms(keys: pd.Series, pseudonymize: Callable[[str], str]) -> pd.Serie
     return out
 
 
+def _check_identifier_content(
+    table: str,
+    frame: pd.DataFrame,
+    patient_values: PatientIdentifierValues,
+    vocabulary: VocabularyTests,
+    issues: _Issues,
+) -> None:
+    """Quarantine rows with identifier-shaped content or a patient's identifier value in any text column."""
+    exempt = {column: test for (t, column), test in vocabulary.items() if t == table}
+    for column, kinds in screen_raw_table(frame, patient_values, exempt).items():
+        flagged = kinds.notna()
+        texts = [f"identifier content ({kind})" for kind in kinds[flagged]]
+        issues.add_positions(table, np.flatnonzero(flagged.to_numpy()), column, texts)
+
+
+def fingerprint(value: object, pseudonymize: Callable[[str], str]) -> str:
+    """Keyed fingerprint of a quarantined value: the same value gives the same fingerprint, never the value."""
+    return FINGERPRINT_PREFIX + pseudonymize(f"quarantined-value:{value}")[:FINGERPRINT_HEX_CHARS]
+
+
+def _hidden_cells(table: str, rows: pd.DataFrame, issues: pd.DataFrame) -> dict[str, np.ndarray]:
+    """column -> rows whose value is kept out of row_json: the offending fields, and open-vocabulary misses."""
+    flagged = issues.groupby("pos")["field"].agg(set)
+    hidden = {}
+    for column in rows.columns:
+        hide = np.fromiter((column in flagged[p] for p in rows.index), dtype=bool, count=len(rows))
+        test = OPEN_VOCABULARY_TESTS.get((table, column))
+        if test is not None:
+            hide |= ~in_vocabulary(rows[column], test).to_numpy()
+        hide &= rows[column].notna().to_numpy()
+        if hide.any():
+            hidden[column] = hide
+    return hidden
+
+
 def _quarantine_rows(
-    table: str, frame: pd.DataFrame, issues: pd.DataFrame, partition_day: str, pseudonymize: Callable[[str], str]
+    table: str,
+    frame: pd.DataFrame,
+    issues: pd.DataFrame,
+    *,
+    partition_day: str,
+    pseudonymize: Callable[[str], str],
+    row_numbers: np.ndarray,
 ) -> pd.DataFrame:
-    """The QUARANTINE_COLUMNS rows of one table's issues (``frame`` is the table as received)."""
+    """The QUARANTINE_COLUMNS rows of one table's issues (``frame`` is the table as received).
+
+    Reasons name table, field, rule and the row number in the raw table; row_json keeps the values that passed
+    every check of their column (closed vocabularies, identifier screening) and fingerprints the others.
+    """
     positions = issues["pos"].drop_duplicates().to_numpy()
     rows = frame.iloc[positions]
     keys = {
@@ -398,8 +406,11 @@ def _quarantine_rows(
     own_key = keys["patient_key" if table == schema.RAW_PATIENTS else "encounter_key"]
     missing_key = own_key.isna()
     refs = own_key.copy()
-    refs[missing_key] = [pseudonymize(f"missing-key:{table}:{pos}") for pos in own_key.index[missing_key]]
+    refs[missing_key] = [pseudonymize(f"missing-key:{table}:{row_numbers[pos]}") for pos in own_key.index[missing_key]]
     safe = rows.drop(columns=[c for c in rows.columns if c in IDENTIFIER_COLUMNS])
+    for column, hide in _hidden_cells(table, safe, issues).items():
+        safe[column] = safe[column].astype(object)
+        safe.loc[safe.index[hide], column] = [fingerprint(v, pseudonymize) for v in safe[column][hide]]
     safe = pd.concat([pd.DataFrame(keys), safe], axis=1)
     lines = safe.to_json(orient="records", lines=True, date_format="iso", default_handler=str).split("\n")
     row_json = pd.Series(lines[: len(positions)], index=rows.index, dtype=object)
@@ -409,7 +420,7 @@ def _quarantine_rows(
             "table": table,
             "row_ref": issues["pos"].map(refs).astype(object),
             "field": issues["field"].astype(object),
-            "reason": issues["reason"].astype(object),
+            "reason": (issues["reason"] + [f" (row {row_numbers[p]})" for p in issues["pos"]]).astype(object),
             "row_json": issues["pos"].map(row_json).astype(object),
         }
     )
@@ -423,9 +434,13 @@ def validate_extract(
     known_orpha: frozenset[int],
     known_hpo: Callable[[str], bool] | frozenset[str],
     pseudonymize: Callable[[str], str],
+    patient_values: PatientIdentifierValues | None = None,
+    row_numbers: Mapping[str, np.ndarray] | None = None,
 ) -> ValidationResult:
     """Split a raw extract into valid rows and quarantined rows with readable reasons.
 
+    Text cells are screened for identifier content first (``patient_values``: of the whole extract, by default of
+    ``tables``); ``row_numbers`` give each row's number in the raw table (default: its position in ``tables``).
     Raises ExtractSchemaError when a table or column of the contract is missing or extra.
     """
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", partition_day):
@@ -438,6 +453,11 @@ def validate_extract(
         loinc_code=_normalise_loinc(frames[schema.RAW_VITALS]["loinc_code"])
     )
     issues = _Issues()
+    if patient_values is None:
+        patient_values = PatientIdentifierValues.from_patients(frames[schema.RAW_PATIENTS])
+    vocabulary = raw_vocabulary_tests(known_icd10, known_orpha, known_hpo)
+    for table in schema.RAW_TABLES:  # first, so that a row with identifier content is quarantined for it
+        _check_identifier_content(table, work[table], patient_values, vocabulary, issues)
 
     patients = work[schema.RAW_PATIENTS]
     _check_patients(patients, issues)
@@ -459,7 +479,17 @@ def validate_extract(
         valid[table] = work[table][~bad].reset_index(drop=True)
         table_issues = issues.table(table)
         if len(table_issues):
-            quarantined.append(_quarantine_rows(table, frames[table], table_issues, partition_day, pseudonymize))
+            numbers = np.arange(len(bad)) if row_numbers is None else np.asarray(row_numbers[table])
+            quarantined.append(
+                _quarantine_rows(
+                    table,
+                    frames[table],
+                    table_issues,
+                    partition_day=partition_day,
+                    pseudonymize=pseudonymize,
+                    row_numbers=numbers,
+                )
+            )
         counts[table] = {"in": len(bad), "valid": int((~bad).sum()), "quarantined": int(bad.sum())}
     empty = pd.DataFrame({c: pd.Series(dtype=object) for c in schema.QUARANTINE_COLUMNS})
     quarantine = pd.concat([empty, *quarantined], ignore_index=True) if quarantined else empty

@@ -4,8 +4,10 @@ Layout: ``<root>/<YYYY-MM-DD>/<table>.csv|.parquet`` (table one of ``schema.RAW_
 and any ``*.json`` / ``*.ndjson`` FHIR Bundles in the same folder. ``root`` is a local path
 or a URI (``s3://bucket/prefix``) read through a ``pyarrow.fs.FileSystem``. CSV files are
 comma-separated UTF-8 with a header row; headers match the contract whatever their case or
-spacing; unknown columns are dropped with a warning. Files starting with ``.`` or ``_``
-(``_SUCCESS`` markers) and other extensions are skipped.
+spacing (quoted values may span lines); unknown columns are dropped with a warning. Files starting
+with ``.`` or ``_`` (``_SUCCESS`` markers) and other extensions are skipped. A line with a wrong field
+count or a cell that does not parse to its dtype is left out as a ``Reject``; nothing raised or logged
+here quotes a value of a source row.
 """
 
 import csv
@@ -13,9 +15,12 @@ import datetime as dt
 import io
 import logging
 import re
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -23,7 +28,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from rare_triage.lib.ingest.fhir.read import read_fhir_file
-from rare_triage.lib.ingest.raw_frames import concat_raw_tables, conform_raw_table, normalize_header
+from rare_triage.lib.ingest.raw_contract import Reject, reject_counts, rejects_frame
+from rare_triage.lib.ingest.raw_frames import Conformed, concat_raw_tables, conform_raw_rows, normalize_header
 from rare_triage.lib.schema import RAW_COLUMNS, RAW_TABLES
 
 logger = logging.getLogger(__name__)
@@ -32,16 +38,47 @@ TABLE_SUFFIXES: Final = (".csv", ".parquet")
 FHIR_SUFFIXES: Final = (".json", ".ndjson")
 DAY_FOLDER: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _URI: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_FIELD_COUNT: Final = re.compile(r"^(.*Expected \d+ columns?, got \d+)")
+# Arrow messages reduced to what they say about the file, never the row they may quote.
+_ARROW_REASONS: Final = (
+    (re.compile(r"Expected (\d+) columns?, got (\d+)"), "expected {} fields, got {}"),
+    (re.compile(r"invalid UTF-?8", re.IGNORECASE), "not UTF-8 text"),
+    (re.compile(r"Empty CSV file", re.IGNORECASE), "empty file"),
+    (re.compile(r"magic bytes not found|Parquet file size is 0", re.IGNORECASE), "not a Parquet file"),
+)
+
+
+@dataclass(frozen=True)
+class LandingDay:
+    """The six ``RAW_*`` tables of a day folder and the source rows left out of them (no row content)."""
+
+    tables: dict[str, pd.DataFrame]
+    rejects: tuple[Reject, ...] = ()
+
+    def reject_counts(self) -> dict[str, int]:
+        """Rejected rows per raw table, every table present."""
+        return reject_counts(self.rejects)
+
+    def rejects_frame(self) -> pd.DataFrame:
+        """The rejects with ``raw_contract.REJECT_COLUMNS``, typed even when empty."""
+        return rejects_frame(self.rejects)
 
 
 def read_landing_day(
     root: str | Path, day: dt.date, filesystem: pafs.FileSystem | None = None
 ) -> dict[str, pd.DataFrame]:
-    """The ``RAW_*`` tables of one day folder, every table present (empty when no file has it).
+    """The ``RAW_*`` tables of one day folder (see ``read_landing_day_with_rejects``; rejects are left out)."""
+    return read_landing_day_with_rejects(root, day, filesystem).tables
 
-    Raises FileNotFoundError naming the folder when the day is missing, and ValueError
-    naming the file and column for a missing required column or an unreadable value.
+
+def read_landing_day_with_rejects(
+    root: str | Path, day: dt.date, filesystem: pafs.FileSystem | None = None
+) -> LandingDay:
+    """Every ``RAW_*`` table of one day folder (typed, empty when no file has it) and the rejected CSV/Parquet rows.
+
+    A CSV line with a wrong field count or a cell that does not parse to its column dtype is left out and
+    recorded as a ``Reject`` (file, table, line, column, rule). Raises FileNotFoundError naming the folder when
+    the day is missing, and ValueError naming the file, table and column for a missing required column or an
+    unreadable file; no message or log line quotes a value of a source row.
     """
     fs, base, shown_root = resolve_root(root, filesystem)
     folder, shown_folder = f"{base}/{day.isoformat()}", f"{shown_root}/{day.isoformat()}"
@@ -52,6 +89,7 @@ def read_landing_day(
         raise NotADirectoryError(f"landing zone day path is not a folder: {shown_folder}")
     table_parts: list[dict[str, pd.DataFrame]] = []
     fhir_parts: list[dict[str, pd.DataFrame]] = []
+    rejects: list[Reject] = []
     for item in sorted(fs.get_file_info(pafs.FileSelector(folder)), key=lambda i: i.base_name):
         name = item.base_name
         if item.type != pafs.FileType.File or name.startswith((".", "_")):
@@ -63,10 +101,15 @@ def read_landing_day(
                 fhir_parts.append(read_fhir_file(stream.read(), name=shown))
         elif suffix in TABLE_SUFFIXES:
             table = table_of_file(name, shown)
-            table_parts.append({table: read_table_file(fs, item.path, table, shown)})
+            conformed = read_table_file(fs, item.path, table, shown)
+            table_parts.append({table: conformed.frame})
+            rejects.extend(conformed.rejects)
         else:
             logger.info("landing zone: skipped %s (not .csv, .parquet, .json or .ndjson)", shown)
-    return concat_raw_tables([*table_parts, concat_raw_tables(fhir_parts, deduplicate=True)])
+    for file, count in Counter(r.file for r in rejects).items():
+        logger.warning("%s: rejected %d row(s) (malformed line or unparsable cell; content withheld)", file, count)
+    tables = concat_raw_tables([*table_parts, concat_raw_tables(fhir_parts, deduplicate=True)])
+    return LandingDay(tables, tuple(rejects))
 
 
 def landing_days(filesystem: pafs.FileSystem, root: str) -> list[str]:
@@ -100,41 +143,116 @@ def table_of_file(name: str, shown: str) -> str:
     return table
 
 
-def read_table_file(fs: pafs.FileSystem, path: str, table: str, shown: str) -> pd.DataFrame:
-    """One CSV or Parquet extract conformed to the columns and dtypes of ``table``."""
-    try:
-        if path.lower().endswith(".parquet"):
-            frame = pq.read_table(path, filesystem=fs).to_pandas()
-        else:
-            with fs.open_input_stream(path) as stream:
-                frame = read_csv_as_strings(stream.read())
-    except (pa.ArrowException, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(
-            f"{shown}: cannot read as {Path(path).suffix.lstrip('.')}: {_without_row_content(error)}"
-        ) from error
+def read_table_file(fs: pafs.FileSystem, path: str, table: str, shown: str) -> Conformed:
+    """One CSV or Parquet extract conformed to the columns and dtypes of ``table``, with its rejected rows."""
+    kind = Path(path).suffix.lstrip(".").lower()
+    parsed, problem = _read_rows(fs, path, kind)
+    if parsed is None:  # raised here, outside the except clause: no chained Arrow error quoting a row
+        raise ValueError(f"{shown}: table {table!r}: cannot read as {kind}: {problem}")
+    frame = parsed.frame
     frame.columns = [normalize_header(c) for c in frame.columns]
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    names = list(frame.columns)
+    duplicated = sorted({c for c in names if c in RAW_COLUMNS[table] and names.count(c) > 1})
     if duplicated:
         raise ValueError(f"{shown}: duplicate column(s) {', '.join(duplicated)} after normalising the header")
-    extra = [c for c in frame.columns if c not in RAW_COLUMNS[table]]
-    if extra:
-        logger.warning("%s: dropped unknown column(s) %s", shown, ", ".join(extra))
-    return conform_raw_table(frame, table, shown)
+    frame = frame.loc[:, [c for c in names if c in RAW_COLUMNS[table]]]
+    conformed = conform_raw_rows(frame, table, shown, lines=parsed.kept_records())
+    rejects = [*parsed.bad_records(shown, table), *conformed.rejects]
+    extra = [c for c in names if c not in RAW_COLUMNS[table]]
+    if extra:  # after the required-column check: a headerless file never gets its first row logged
+        logger.warning("%s: dropped %d unknown column(s) %s", shown, len(extra), ", ".join(extra))
+    if rejects and kind == "csv":
+        rejects = parsed.with_physical_lines(rejects)
+    return Conformed(conformed.frame, tuple(sorted(rejects, key=lambda r: r.line or 0)))
 
 
-def read_csv_as_strings(data: bytes) -> pd.DataFrame:
-    """Every column as text (``""`` -> None, leading zeros kept); a row with a wrong field count is an error."""
+@dataclass(frozen=True)
+class SourceRows:
+    """Rows read from a file: record numbers are counted as the CSV reader does (header 1, blank lines skipped)."""
+
+    frame: pd.DataFrame
+    bad: tuple[tuple[int, str], ...] = ()  # (record number, rule) of lines left out by the parser
+    data: bytes | None = None  # the CSV bytes, to turn record numbers into physical lines when needed
+
+    def kept_records(self) -> np.ndarray:
+        """Record number of each row of ``frame`` (its 1-based row for a Parquet file)."""
+        if self.data is None:
+            return np.arange(1, len(self.frame) + 1)
+        records = np.arange(2, len(self.frame) + len(self.bad) + 2)
+        return records[~np.isin(records, [number for number, _ in self.bad])]
+
+    def bad_records(self, shown: str, table: str) -> list[Reject]:
+        """The parser's left-out lines as rejects of a whole line."""
+        return [Reject(shown, table, number or None, None, rule) for number, rule in self.bad]
+
+    def with_physical_lines(self, rejects: list[Reject]) -> list[Reject]:
+        """Rejects with record numbers turned into the file line where the record starts (quoted newlines count)."""
+        starts = _record_starts(self.data or b"")
+        if len(starts) != len(self.frame) + len(self.bad) + 1:
+            return rejects  # the two parsers disagree: keep record numbers
+        return [replace(r, line=starts[r.line - 1]) if r.line else r for r in rejects]
+
+
+def read_csv_rows(data: bytes) -> SourceRows:
+    """The CSV rows as text, with the record numbers (header = 1) of lines of a wrong field count left out.
+
+    Raises csv.Error without a header row, and pyarrow / Unicode errors for unreadable data.
+    """
     header = next(csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")), None)
     if not header:
         raise csv.Error("no header row")
+    bad: list[tuple[int, str]] = []
+
+    def skip(row: pacsv.InvalidRow) -> str:
+        bad.append((row.number or 0, f"expected {row.expected_columns} fields, got {row.actual_columns}"))
+        return "skip"
+
     options = pacsv.ConvertOptions(
         column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True, null_values=[""]
     )
-    return pacsv.read_csv(io.BytesIO(data), convert_options=options).to_pandas()
+    frame = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(use_threads=False),  # single-threaded: invalid rows carry their number
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=skip),
+        convert_options=options,
+    ).to_pandas()
+    return SourceRows(frame, tuple(bad), data)
 
 
-def _without_row_content(error: Exception) -> str:
-    """Arrow quotes the offending line; keep patient data out of error messages and logs."""
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    counted = _FIELD_COUNT.match(message)
-    return f"{counted.group(1)} (row content withheld)" if counted else message
+def _record_starts(data: bytes) -> list[int]:
+    """Line (1-based) where each non-empty CSV record starts, header first."""
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    starts, end = [], 0
+    try:
+        for record in reader:
+            if record:
+                starts.append(end + 1)
+            end = reader.line_num
+    except csv.Error:
+        return []
+    return starts
+
+
+def _read_rows(fs: pafs.FileSystem, path: str, kind: str) -> tuple[SourceRows | None, str]:
+    """(rows, "") or (None, the problem in words that never quote the data)."""
+    try:
+        if kind == "parquet":
+            return SourceRows(pq.read_table(path, filesystem=fs).to_pandas()), ""
+        with fs.open_input_stream(path) as stream:
+            return read_csv_rows(stream.read()), ""
+    except (pa.ArrowException, UnicodeDecodeError, csv.Error) as error:
+        return None, safe_reason(error)
+
+
+def safe_reason(error: Exception) -> str:
+    """What went wrong reading a file, from a fixed vocabulary: Arrow and codec messages may quote the data."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text (byte offset {error.start})"
+    if isinstance(error, csv.Error):
+        return "no header row" if str(error) == "no header row" else "malformed header row"
+    message = str(error)
+    for pattern, reason in _ARROW_REASONS:
+        found = pattern.search(message)
+        if found:
+            return reason.format(*found.groups())
+    return f"unreadable file ({type(error).__name__}; details withheld)"

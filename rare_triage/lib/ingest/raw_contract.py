@@ -1,4 +1,7 @@
-"""Checks of a raw extract against its contract, as pure functions over the raw tables."""
+"""Checks of a raw extract against its contract, and the rows a source reader rejected, as pure functions."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -30,3 +33,41 @@ def unknown_encounter_rows(tables: dict[str, pd.DataFrame]) -> dict[str, int]:
     """Rows of each child table whose encounter_id is absent from the encounters table."""
     known = set(tables[schema.RAW_ENCOUNTERS]["encounter_id"].dropna())
     return {name: int((~tables[name]["encounter_id"].isin(known)).sum()) for name in schema.RAW_CHILD_TABLES}
+
+
+REJECT_COLUMNS = ("file", "table", "line", "column", "rule")
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A source row left out of its raw table: where it was and the rule it broke, never its content.
+
+    ``line`` is the line in a text file (header = 1), the 1-based row of a Parquet file; ``column`` is None for a
+    problem of the whole line (wrong field count).
+    """
+
+    file: str
+    table: str
+    line: int | None
+    column: str | None
+    rule: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "unknown line"
+        column = f" column {self.column!r}" if self.column else ""
+        return f"{self.file} ({self.table}) {where}{column}: {self.rule}"
+
+
+def rejects_frame(rejects: Iterable[Reject]) -> pd.DataFrame:
+    """Rejects as a frame with ``REJECT_COLUMNS`` (line as nullable Int64), typed even when empty."""
+    rows = [(r.file, r.table, r.line, r.column, r.rule) for r in rejects]
+    frame = pd.DataFrame(rows, columns=list(REJECT_COLUMNS))
+    return frame.astype({"file": "string", "table": "string", "line": "Int64", "column": "string", "rule": "string"})
+
+
+def reject_counts(rejects: Iterable[Reject]) -> dict[str, int]:
+    """Rejected rows per raw table (every table present, 0 when none)."""
+    counts = dict.fromkeys(schema.RAW_TABLES, 0)
+    for reject in rejects:
+        counts[reject.table] += 1
+    return counts

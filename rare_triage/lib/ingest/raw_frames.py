@@ -1,32 +1,45 @@
-"""Coerce source frames to the exact columns and dtypes of the ``RAW_*`` table contract.
+"""Coerce source frames to the exact columns and dtypes of the ``RAW_*`` table contract (``schema.RAW_DTYPES``).
 
-Every non-synthetic reader (landing-zone CSV/Parquet, FHIR R4) ends here, so all of
-them hand the governance step identical dtypes: dates ``datetime64[ns]`` at midnight,
-measures ``float64``, ``present`` ``bool``, counts ``Int64`` and everything else ``object``
-holding ``str`` or ``None``. Values are not range-checked: governance quarantines rows.
+Every non-synthetic reader (landing-zone CSV/Parquet, FHIR R4) ends here, so all of them hand the governance
+step identical dtypes, empty tables included: dates ``datetime64[ns]`` at midnight, measures ``float64``,
+``present`` ``bool``, counts ``Int64`` and text ``string`` (str or <NA>). A cell that does not parse to its
+dtype drops its row, recorded as a ``Reject`` without content; values are not range-checked (governance
+quarantines rows).
 """
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
 
-from rare_triage.lib.identifiers import DROPPED_COLUMNS, IDENTIFIER_COLUMNS
-from rare_triage.lib.schema import RAW_COLUMNS, RAW_ENCOUNTERS, RAW_PATIENTS, RAW_TABLES
+from rare_triage.lib.identifiers import DROPPED_COLUMNS
+from rare_triage.lib.ingest.raw_contract import Reject
+from rare_triage.lib.schema import RAW_COLUMNS, RAW_DTYPES, RAW_ENCOUNTERS, RAW_PATIENTS, RAW_STRING_DTYPE, RAW_TABLES
 
 ColumnKind = Literal["str", "date", "float", "bool", "int"]
 
+_KIND_OF_DTYPE: Final[dict[str, ColumnKind]] = {
+    RAW_STRING_DTYPE: "str",
+    "datetime64[ns]": "date",
+    "float64": "float",
+    "bool": "bool",
+    "Int64": "int",
+}
 COLUMN_KINDS: Final[dict[str, ColumnKind]] = {
-    "birth_date": "date",
-    "encounter_date": "date",
-    "value": "float",
-    "severity": "float",
-    "duration_days": "float",
-    "present": "bool",
-    "rank": "int",
-    "prior_visits_365d": "int",
+    column: _KIND_OF_DTYPE[dtype]
+    for dtypes in RAW_DTYPES.values()
+    for column, dtype in dtypes.items()
+    if _KIND_OF_DTYPE[dtype] != "str"
+}
+# The rule a cell of each kind breaks when it does not parse (reject reasons and errors; never the value).
+RULES: Final[dict[ColumnKind, str]] = {
+    "date": "expected an ISO date YYYY-MM-DD",
+    "float": "expected a number",
+    "int": "expected a whole number",
+    "bool": "expected true/false (missing not allowed)",
 }
 
 # Columns a source may leave out entirely (filled with missing values): the identifiers governance only drops,
@@ -43,6 +56,14 @@ _BOOL_WORDS: Final = {
 _ISO_DAY: Final = r"^(\d{4}-\d{2}-\d{2})"
 
 
+@dataclass(frozen=True)
+class Conformed:
+    """A table conformed to its contract and the source rows left out of it."""
+
+    frame: pd.DataFrame
+    rejects: tuple[Reject, ...] = ()
+
+
 def column_kind(column: str) -> ColumnKind:
     """Dtype family of a raw column; unlisted columns are strings."""
     return COLUMN_KINDS.get(column, "str")
@@ -55,7 +76,7 @@ def normalize_header(name: object) -> str:
 
 def empty_raw_table(table: str) -> pd.DataFrame:
     """A zero-row frame with the contract columns and dtypes of ``table``."""
-    return pd.DataFrame({column: _empty_series(column) for column in RAW_COLUMNS[table]})
+    return pd.DataFrame({column: _missing_series(column, 0) for column in RAW_COLUMNS[table]})
 
 
 def empty_raw_tables() -> dict[str, pd.DataFrame]:
@@ -63,24 +84,43 @@ def empty_raw_tables() -> dict[str, pd.DataFrame]:
     return {table: empty_raw_table(table) for table in RAW_TABLES}
 
 
-def conform_raw_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
-    """Select, order and coerce the contract columns of ``table``; ``source`` names the input in errors.
+def conform_raw_rows(
+    frame: pd.DataFrame, table: str, source: str, lines: Sequence[int] | np.ndarray | None = None
+) -> Conformed:
+    """Contract columns of ``table`` in order and dtype; rows with a cell that does not parse become rejects.
 
-    Raises ValueError naming the source and column when a required column is missing or a
-    value cannot be read as its contract dtype. Extra columns are dropped.
+    ``lines`` gives the source line of each row (default: its 1-based position). Raises ValueError naming
+    ``source``, the table and the column for a missing required column or a column of the wrong kind.
     """
-    if table not in RAW_COLUMNS:
-        raise ValueError(f"{source}: unknown raw table {table!r}; expected one of {', '.join(RAW_TABLES)}")
-    missing = [c for c in RAW_COLUMNS[table] if c not in frame.columns and c not in OPTIONAL_COLUMNS]
-    if missing:
-        raise ValueError(f"{source}: table {table!r} is missing required column(s) {', '.join(missing)}")
+    _check_columns(frame, table, source)
+    positions = np.asarray(lines if lines is not None else np.arange(1, len(frame) + 1), dtype=np.int64)
+    first_bad = pd.Series(None, index=range(len(frame)), dtype=object)
     out = {}
     for column in RAW_COLUMNS[table]:
-        if column in frame.columns:
-            out[column] = _coerce(frame[column].reset_index(drop=True), column, source)
-        else:
+        if column not in frame.columns:
             out[column] = _missing_series(column, len(frame))
-    return pd.DataFrame(out, columns=list(RAW_COLUMNS[table]))
+            continue
+        out[column], bad = _parse(frame[column].reset_index(drop=True), column, f"{source}: table {table!r}")
+        first_bad = first_bad.where(first_bad.notna() | ~bad, column)
+    dropped = first_bad.notna().to_numpy()
+    rejects = tuple(
+        Reject(source, table, int(positions[i]), str(first_bad.iloc[i]), RULES[column_kind(str(first_bad.iloc[i]))])
+        for i in np.flatnonzero(dropped)
+    )
+    kept = pd.DataFrame(out, columns=list(RAW_COLUMNS[table])).loc[~dropped].reset_index(drop=True)
+    return Conformed(kept.astype(RAW_DTYPES[table]), rejects)
+
+
+def conform_raw_table(frame: pd.DataFrame, table: str, source: str) -> pd.DataFrame:
+    """Like ``conform_raw_rows`` but strict: ValueError naming source, table, column, row and rule for a bad cell."""
+    conformed = conform_raw_rows(frame, table, source)
+    if conformed.rejects:
+        first = conformed.rejects[0]
+        raise ValueError(
+            f"{source}: table {table!r} column {first.column!r}: {first.rule} "
+            f"({len(conformed.rejects)} bad row(s), first at row {first.line}; value withheld)"
+        )
+    return conformed.frame
 
 
 def concat_raw_tables(
@@ -104,98 +144,80 @@ def concat_raw_tables(
         merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
         if deduplicate and table in DEDUPLICATED_TABLES:
             merged = merged.drop_duplicates(ignore_index=True)
-        result[table] = merged
+        result[table] = merged.astype(RAW_DTYPES[table])
     return result
 
 
-def _empty_series(column: str) -> pd.Series:
-    return _missing_series(column, 0)
+def _check_columns(frame: pd.DataFrame, table: str, source: str) -> None:
+    if table not in RAW_COLUMNS:
+        raise ValueError(f"{source}: unknown raw table; expected one of {', '.join(RAW_TABLES)}")
+    missing = [c for c in RAW_COLUMNS[table] if c not in frame.columns and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise ValueError(f"{source}: table {table!r} is missing required column(s) {', '.join(missing)}")
 
 
 def _missing_series(column: str, length: int) -> pd.Series:
+    dtype = _dtype_of(column)
+    if dtype == "bool" and length:
+        raise ValueError(f"column {column!r} has no missing-value form and cannot be filled")
+    return pd.Series([None] * length, index=range(length), dtype=dtype)
+
+
+def _dtype_of(column: str) -> str:
+    return next(dtypes[column] for dtypes in RAW_DTYPES.values() if column in dtypes)
+
+
+def _parse(values: pd.Series, column: str, where: str) -> tuple[pd.Series, pd.Series]:
+    """(values in the column's dtype family, mask of cells that do not parse)."""
     kind = column_kind(column)
-    if kind == "date":
-        return pd.Series(pd.NaT, index=range(length), dtype="datetime64[ns]")
-    if kind == "float":
-        return pd.Series(np.nan, index=range(length), dtype="float64")
-    if kind == "int":
-        return pd.Series(pd.NA, index=range(length), dtype="Int64")
-    if kind == "bool":
-        if length:
-            raise ValueError(f"column {column!r} has no missing-value form and cannot be filled")
-        return pd.Series([], dtype="bool")
-    return pd.Series([None] * length, index=range(length), dtype="object")
-
-
-def _first_bad(values: pd.Series, bad: pd.Series) -> str:
-    """Where the first bad value is; the value itself only when it is not a direct identifier."""
-    position = int(np.flatnonzero(bad.to_numpy())[0])
-    shown = "withheld (identifier)" if values.name in IDENTIFIER_COLUMNS else repr(values.iloc[position])
-    return f"row {position + 1} value {shown} ({int(bad.sum())} bad row(s))"
-
-
-def _coerce(values: pd.Series, column: str, source: str) -> pd.Series:
-    kind = column_kind(column)
-    where = f"{source}: column {column!r}"
     if kind == "str":
-        return _to_str(values)
+        return _to_str(values), pd.Series(False, index=values.index)
     if kind == "date":
-        return _to_day(values, where)
+        return _to_day(values)
     if kind == "bool":
-        return _to_bool(values, where)
-    numbers = _to_float(values, where)
+        return _to_bool(values)
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise ValueError(f"{where} column {column!r}: {RULES[kind]}, got a boolean column")
+    numbers, bad = _to_float(values)
     if kind == "float":
-        return numbers
+        return numbers, bad
     fractional = numbers.notna() & (numbers != np.floor(numbers))
-    if fractional.any():
-        raise ValueError(f"{where}: expected a whole number, got {_first_bad(values, fractional)}")
-    return numbers.astype("Int64")
+    return numbers.where(~fractional), bad | fractional
 
 
 def _to_str(values: pd.Series) -> pd.Series:
-    """Stripped text, blanks as None; whole floats (an integer column with nulls) lose their ``.0``."""
+    """Stripped text, blanks as <NA>; whole floats (an integer column with nulls) lose their ``.0``."""
     if pd.api.types.is_float_dtype(values.dtype):
         whole = values.notna() & (values % 1 == 0)
         values = values.astype(object).where(~whole, values[whole].astype("int64").astype(object))
-    text = values.astype("string[pyarrow]").str.strip()
-    return text.astype(object).where(text.fillna("").ne(""), None)
+    text = values.astype(RAW_STRING_DTYPE).str.strip()
+    return text.where(text.fillna("").ne(""), pd.NA)
 
 
-def _to_float(values: pd.Series, where: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(values.dtype):
-        raise ValueError(f"{where}: expected a number, got booleans")
+def _to_float(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_numeric_dtype(values.dtype):
-        return values.astype("float64")
-    text = values.astype("string[pyarrow]").str.strip()
+        return values.astype("float64"), pd.Series(False, index=values.index)
+    text = values.astype(RAW_STRING_DTYPE).str.strip()
     given = text.fillna("").ne("")
     numbers = pd.to_numeric(text.astype(object).where(given, None), errors="coerce").astype("float64")
-    bad = numbers.isna() & given
-    if bad.any():
-        raise ValueError(f"{where}: expected a number, got {_first_bad(values, bad)}")
-    return numbers
+    return numbers, numbers.isna() & given
 
 
-def _to_bool(values: pd.Series, where: str) -> pd.Series:
+def _to_bool(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_bool_dtype(values.dtype) and not values.isna().any():
-        return values.astype("bool")
-    words = values.astype("string[pyarrow]").str.strip().str.lower()
+        return values.astype("bool"), pd.Series(False, index=values.index)
+    words = values.astype(RAW_STRING_DTYPE).str.strip().str.lower().astype(object)
     parsed = words.map(_BOOL_WORDS)
-    bad = parsed.isna()
-    if bad.any():
-        raise ValueError(f"{where}: expected true/false (missing not allowed), got {_first_bad(values, bad)}")
-    return parsed.astype("bool")
+    return parsed, parsed.isna()
 
 
-def _to_day(values: pd.Series, where: str) -> pd.Series:
+def _to_day(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Calendar day as written by the source (a timezone offset is dropped, not converted)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.dt.normalize().astype("datetime64[ns]")
-    text = values.astype("string[pyarrow]").str.strip()
+        return values.dt.normalize().astype("datetime64[ns]"), pd.Series(False, index=values.index)
+    text = values.astype(RAW_STRING_DTYPE).str.strip()
     days = text.str.extract(_ISO_DAY, expand=False)
-    parsed = pd.to_datetime(days, format="%Y-%m-%d", errors="coerce")
-    bad = parsed.isna() & text.fillna("").ne("")
-    if bad.any():
-        raise ValueError(f"{where}: expected an ISO date YYYY-MM-DD, got {_first_bad(values, bad)}")
-    return parsed.astype("datetime64[ns]")
+    parsed = pd.to_datetime(days, format="%Y-%m-%d", errors="coerce").astype("datetime64[ns]")
+    return parsed, (parsed.isna() & text.fillna("").ne("")).astype(bool)

@@ -1,5 +1,6 @@
 """onnx_model, its blocking checks and published_model, materialized in-process against a local or S3 bucket."""
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -10,20 +11,22 @@ import dagster as dg
 import pandas as pd
 import pytest
 import skl2onnx.operator_converters.calibrated_classifier_cv as skl2onnx_calibration
-from dagster_aws.s3 import S3Resource
+from mlflow import MlflowClient
 
 import rare_triage.defs.deployment
 from rare_triage.defs.deployment.checks import ONNX_PARITY, ONNX_SERVING_SPEED, ONNX_SIZE
 from rare_triage.defs.deployment.gating import required_check_keys
 from rare_triage.defs.deployment.promotion import promote_to_prod_job, rollback_job
+from rare_triage.defs.deployment.registry import registry_hashes
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.bucket import ModelBucketResource
-from rare_triage.defs.shared.mlflow import MlflowTracking
+from rare_triage.defs.shared.mlflow import DEFAULT_REGISTERED_MODEL, MlflowTracking
 from rare_triage.lib.deployment import bucket as bucket_lib
 from rare_triage.lib.deployment.model_bundle import ModelBundle
 from rare_triage.lib.deployment.onnx_export import export as export_module
 from rare_triage.lib.deployment.onnx_export.isotonic import NEAREST_THRESHOLD_ISOTONIC
 from rare_triage.lib.deployment.publication import list_versions, read_pointer, served_model
+from rare_triage.lib.deployment.registry_hashes import MANIFEST_SHA256_TAG, ONNX_SHA256_TAG, VERSION_TAG
 from rare_triage.lib.testing.synthetic_models import synthetic_trained_model
 from rare_triage.lib.training.evaluate import ModelEvaluation
 from rare_triage.lib.training.external import ExternalValidation
@@ -52,12 +55,19 @@ def _training_stubs(model: ModelBundle, gates_pass: bool = True) -> list[Any]:
     @dg.asset(key=c.MODEL_EVALUATION, group_name=c.GROUP_TRAINING, deps=[c.TRIAGE_MODEL])
     def model_evaluation() -> ModelEvaluation:
         metrics = {"orphan_recall": 0.95, "non_orphan_flag_rate": 0.05, "brier": float("nan")}
-        return ModelEvaluation(metrics, per_class={}, confusion=[], subgroups=pd.DataFrame())
+        return ModelEvaluation(
+            metrics,
+            per_class={},
+            confusion=[],
+            subgroups=pd.DataFrame(),
+            mlflow_model_version=model.mlflow_model_version,
+        )
 
     @dg.asset(key=c.EXTERNAL_VALIDATION, group_name=c.GROUP_TRAINING, deps=[c.TRIAGE_MODEL])
     def external_validation() -> ExternalValidation:
         return ExternalValidation(
             n_cases=40,
+            mlflow_model_version=model.mlflow_model_version,
             share_flagged=0.9,
             share_flagged_or_review=0.95,
             share_without_vocabulary_term=0.1,
@@ -87,13 +97,14 @@ def _materialize(
     selection: list[str] | None = None,
     with_checks: bool = True,
     gates_pass: bool = True,
+    mlflow: MlflowTracking | None = None,
 ) -> dg.ExecuteInProcessResult:
     stubs = _training_stubs(model, gates_pass)
     if not with_checks:
         stubs = [s for s in stubs if not isinstance(s, dg.AssetChecksDefinition)]
     return dg.materialize(
         [*stubs, *DEPLOYMENT_ASSETS, *(DEPLOYMENT_CHECKS if with_checks else [])],
-        resources={c.BUCKET: bucket},
+        resources={c.BUCKET: bucket, c.MLFLOW: mlflow or MlflowTracking()},
         instance=instance,
         selection=selection,
         raise_on_error=False,
@@ -185,10 +196,13 @@ def test_publishing_alone_is_refused_without_current_check_results(
 def test_publishing_to_an_s3_bucket(model: ModelBundle, s3_server: str, instance: dg.DagsterInstance) -> None:
     name = f"models-{uuid.uuid4().hex[:12]}"
     make_bucket(s3_server, name)
-    s3 = S3Resource(
-        endpoint_url=s3_server, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
+    resource = ModelBucketResource(
+        uri=f"s3://{name}/rare",
+        s3_endpoint_url=s3_server,
+        s3_access_key_id=ACCESS_KEY,
+        s3_secret_access_key=SECRET_KEY,
+        s3_region=REGION,
     )
-    resource = ModelBucketResource(uri=f"s3://{name}/rare", s3=s3)
 
     result = _materialize(model, resource, instance)
 
@@ -241,3 +255,29 @@ def test_a_stale_export_is_never_published(model: ModelBundle, tmp_path: Path, i
     failure = next(e for e in alone.all_events if e.is_step_failure)
     assert "not exported from the latest triage_model" in failure.step_failure_data.error.message  # type: ignore[union-attr]
     assert served_model(bucket_lib.LocalBucket(tmp_path), "dev")[0] == published
+
+
+def test_publication_records_the_hashes_in_the_registry(
+    model: ModelBundle, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model(DEFAULT_REGISTERED_MODEL)
+    client.create_model_version(DEFAULT_REGISTERED_MODEL, source=str(tmp_path / "artifacts"))
+    mlflow = MlflowTracking(tracking_uri=tracking_uri)
+    registered = dataclasses.replace(model, mlflow_model_version="1")
+
+    result = _materialize(registered, ModelBucketResource(uri=str(tmp_path / "bucket")), instance, mlflow=mlflow)
+
+    assert result.success
+    metadata = next(
+        e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == c.PUBLISHED_MODEL
+    )
+    tags = client.get_model_version(DEFAULT_REGISTERED_MODEL, "1").tags
+    assert tags[MANIFEST_SHA256_TAG] == metadata["manifest_sha256"].value
+    assert tags[ONNX_SHA256_TAG] == metadata["onnx_sha256"].value
+    assert tags[VERSION_TAG] == metadata["version"].value
+    recorded = registry_hashes(mlflow)("1")
+    assert recorded is not None and recorded.manifest_sha256 == metadata["manifest_sha256"].value

@@ -23,6 +23,7 @@ from rare_triage.lib.deployment.onnx_export import (
     ExportError,
     FeatureSpec,
     export_pipeline_to_onnx,
+    export_trained_model,
     feature_spec_from_pipeline,
     onnx_session,
     parity_report,
@@ -30,6 +31,7 @@ from rare_triage.lib.deployment.onnx_export import (
     spec_from_onnx,
     to_serving_matrix,
 )
+from rare_triage.lib.deployment.onnx_export.export import GRAPH_NAME
 from rare_triage.lib.deployment.onnx_export.speed import (
     MAX_SINGLE_ROW_MS,
     MIN_BATCH_SPEEDUP,
@@ -86,6 +88,14 @@ def test_onnx_matches_native_pipeline_on_rows_with_nans_and_unseen_categories(ki
     assert report["max_abs_diff"] <= 1e-4
     assert report["passed"] is True
     assert report["threshold_flips"] == {"orphan": 0}  # not a class: needs_review is not compared
+
+
+@pytest.mark.parametrize("kind", ["lr", "xgb"])
+def test_the_same_model_exports_to_the_same_bytes(kind: str) -> None:
+    model = synthetic_trained_model(kind, n=400, seed=3)
+    first, second = export_trained_model(model), export_trained_model(model)
+    assert first.onnx_bytes == second.onnx_bytes  # versions are content-addressed: a re-export is no new version
+    assert onnx.load_from_string(first.onnx_bytes).graph.name == GRAPH_NAME
 
 
 def test_onnx_outputs_a_plain_float_probability_tensor_and_embeds_its_input_schema(

@@ -4,6 +4,7 @@ import json
 from collections.abc import Callable
 
 import pandas as pd
+import pandera.errors
 import pandera.pandas as pa
 import pytest
 
@@ -123,3 +124,11 @@ def test_bad_quarantine_rows_are_rejected(column: str, value: str, names: str) -
     with pytest.raises(pa.errors.SchemaErrors) as error:
         validate_quarantine(quarantine)
     assert names in str(error.value)
+
+
+@pytest.mark.parametrize(("column", "value"), [("region", "Leocadia Villaseñor"), ("centre_id", "a@b.org")])
+def test_a_categorical_outside_its_vocabulary_fails_the_schema(column: str, value: str) -> None:
+    anon = anonymized_extract()
+    anon[schema.ANON_ENCOUNTERS].loc[0, column] = value
+    with pytest.raises(pandera.errors.SchemaErrors):
+        validate_anonymized(anon)

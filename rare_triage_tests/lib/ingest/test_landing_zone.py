@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rare_triage.lib.ingest.landing_zone import read_landing_day
+from rare_triage.lib.ingest.landing_zone import read_landing_day, read_landing_day_with_rejects
 from rare_triage.lib.schema import RAW_TABLES
 from rare_triage_tests.fixtures import LANDING_FIXTURES
 from rare_triage_tests.fixtures_s3 import (  # noqa: F401 - s3_server is a pytest fixture
@@ -46,7 +46,7 @@ def test_full_day_concatenates_csv_and_fhir_to_the_contract() -> None:
     }
     patients = tables["patients"].set_index("patient_id")
     assert patients.loc["P-1001", "zip_code"] == "02100"  # leading zero kept
-    assert patients.loc["P-1002", "email"] is None
+    assert patients.loc["P-1002", "email"] is pd.NA
     assert patients.loc["P-1002", "street_address"] == "51 boulevard de la Liberte, Bat B"
     assert patients.loc["P-2001", "mrn"] == "CHD-2290417"  # from the FHIR Bundle
     assert (tables["encounters"]["encounter_date"] == pd.Timestamp(DAY)).all()  # 14:32 normalised to the day
@@ -193,52 +193,112 @@ def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("file_name", "content", "message"),
     [
+        ("vitals.csv", "", r"vitals\.csv: table 'vitals': cannot read as csv: no header row"),
         (
             "vitals.csv",
-            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,38,4,Cel\n",
-            r"vitals\.csv: cannot read as csv",
-        ),
-        ("vitals.csv", "encounter_id,loinc_code,value,unit\nE-5001,8310-5,38.4\n", r"Expected 4 columns, got 3"),
-        ("vitals.csv", "", r"vitals\.csv: cannot read as csv: no header row"),
-        (
-            "vitals.csv",
-            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,high,Cel\n",
-            r"column 'value'.*row 1 value 'high'",
-        ),
-        ("symptoms.csv", "encounter_id,hpo_id,present\nE-5001,HP:0001945,\n", r"column 'present'.*missing not allowed"),
-        (
-            "encounters.csv",
-            "encounter_id,patient_id,encounter_date,centre_id,centre_level,region,consultation_type\n"
-            "E-5001,P-1001,04/03/2024,C01,primary,Bretagne,primary_care\n",
-            r"column 'encounter_date'.*row 1 value withheld \(identifier\)",
+            b"encounter_id,loinc_code,value,unit\nE-5001,8310-5,38\xe9,Cel\n",
+            r"cannot read as csv: not UTF-8",
         ),
         (
-            "diagnoses.csv",
-            "encounter_id,code_system,code,rank\nE-5001,ICD10,J06.9,1.5\n",
-            r"column 'rank'.*whole number",
+            "vitals.parquet",
+            "not parquet",
+            r"vitals\.parquet: table 'vitals': cannot read as parquet: not a Parquet file",
         ),
         ("vital_signs.csv", "encounter_id\nE-5001\n", r"vital_signs\.csv: file name does not name a raw table"),
         ("patients.csv", "patient_id,Patient ID\nP-1,P-1\n", r"duplicate column\(s\) patient_id"),
     ],
 )
-def test_bad_files_raise_naming_file_and_problem(tmp_path: Path, file_name: str, content: str, message: str) -> None:
+def test_bad_files_raise_naming_file_and_problem(
+    tmp_path: Path, file_name: str, content: str | bytes, message: str
+) -> None:
     root = copy_day(tmp_path)
-    (root / DAY.isoformat() / file_name).write_text(content)
+    path = root / DAY.isoformat() / file_name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ValueError, match=message):
         read_landing_day(root, DAY)
 
 
-def test_errors_do_not_quote_patient_data(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("file_name", "content", "reject"),
+    [
+        (
+            "vitals.csv",
+            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,38,4,Cel\n",
+            (2, None, "expected 4 fields, got 5"),
+        ),
+        (
+            "vitals.csv",
+            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,38.4\n",
+            (2, None, "expected 4 fields, got 3"),
+        ),
+        (
+            "vitals.csv",
+            "encounter_id,loinc_code,value,unit\nE-5001,8310-5,high,Cel\n",
+            (2, "value", "expected a number"),
+        ),
+        ("symptoms.csv", "encounter_id,hpo_id,present\nE-5001,HP:0001945,\n", (2, "present", "missing not allowed")),
+        (
+            "encounters.csv",
+            "encounter_id,patient_id,encounter_date,centre_id,centre_level,region,consultation_type\n"
+            "E-5001,P-1001,04/03/2024,C01,primary,Bretagne,primary_care\n",
+            (2, "encounter_date", "expected an ISO date"),
+        ),
+        ("diagnoses.csv", "encounter_id,code_system,code,rank\nE-5001,ICD10,J06.9,1.5\n", (2, "rank", "whole number")),
+    ],
+)
+def test_a_bad_line_or_cell_rejects_its_row_not_the_day(
+    tmp_path: Path, file_name: str, content: str, reject: tuple[int, str | None, str]
+) -> None:
+    root = copy_day(tmp_path)
+    (root / DAY.isoformat() / file_name).write_text(content)
+    day = read_landing_day_with_rejects(root, DAY)
+    assert_contract(day.tables)
+    table = file_name.removesuffix(".csv")
+    assert len(day.rejects) == 1
+    found = day.rejects[0]
+    assert (found.file.endswith(file_name), found.table, found.line, found.column) == (True, table, *reject[:2])
+    assert reject[2] in found.rule
+    assert day.reject_counts()[table] == 1
+    assert "E-5001" not in day.tables[table]["encounter_id"].tolist()  # the row is left out, the day is read
+
+
+def test_rejects_keep_the_good_rows_and_name_physical_lines(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    (root / DAY.isoformat() / "vitals.csv").write_text(
+        "encounter_id,loinc_code,value,unit\n"
+        "E-5001,8310-5,38.4,Cel\n"
+        "\n"  # blank line 3: skipped, still counted in line numbers
+        "E-5001,8867-4,fast,/min\n"  # line 4: bad cell
+        'E-5001,"59408-5\n",97,%\n'  # lines 5-6: one record with a quoted newline
+        "E-5002,8310-5,37.2,Cel,extra\n"  # line 7: a field too many
+        "E-5002,8867-4,104,/min\n"
+    )
+    day = read_landing_day_with_rejects(root, DAY)
+    vitals = day.tables["vitals"]
+    assert vitals.loc[vitals["encounter_id"].isin(["E-5001", "E-5002"]), "value"].tolist() == [38.4, 97.0, 104.0]
+    assert [(r.line, r.column) for r in day.rejects] == [(4, "value"), (7, None)]
+    frame = day.rejects_frame()
+    assert list(frame.columns) == ["file", "table", "line", "column", "rule"]
+    assert frame["line"].tolist() == [4, 7]
+
+
+def test_a_day_without_rejects_has_typed_empty_rejects() -> None:
+    day = read_landing_day_with_rejects(LANDING, DAY)
+    assert day.rejects == ()
+    assert day.reject_counts() == dict.fromkeys(RAW_TABLES, 0)
+    assert day.rejects_frame().empty and str(day.rejects_frame()["line"].dtype) == "Int64"
+
+
+def test_rejects_are_logged_as_counts_without_content(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     root = copy_day(tmp_path)
     patients = root / DAY.isoformat() / "patients.csv"
     patients.write_text(patients.read_text().replace("1979-02-11", "11/02/1979"))
-    with pytest.raises(ValueError, match=r"column 'birth_date'.*row 1 value withheld") as raised:
-        read_landing_day(root, DAY)
-    assert "1979" not in str(raised.value)
-    patients.write_text("patient_id,given_name,birth_date,sex,zip_code\nP-1,Sophie,Moreau,1979-02-11,F,02100\n")
-    with pytest.raises(ValueError, match=r"Expected 5 columns, got 6 \(row content withheld\)") as raised:
-        read_landing_day(root, DAY)
-    assert "Moreau" not in str(raised.value)
+    with caplog.at_level("DEBUG"):
+        day = read_landing_day_with_rejects(root, DAY)
+    assert [(r.table, r.line, r.column) for r in day.rejects] == [("patients", 2, "birth_date")]
+    assert "P-1001" not in day.tables["patients"]["patient_id"].tolist()
+    assert any("patients.csv: rejected 1 row(s)" in m for m in caplog.messages)
+    assert not any("1979" in m or "Sophie" in m for m in caplog.messages)
 
 
 def test_invalid_fhir_file_names_the_file(tmp_path: Path) -> None:

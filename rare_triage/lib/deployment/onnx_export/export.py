@@ -222,6 +222,9 @@ def _register_xgboost_converter() -> None:
     )
 
 
+GRAPH_NAME = "rare_triage"
+
+
 def export_pipeline_to_onnx(pipeline: Any, spec: FeatureSpec) -> bytes:
     """Serialized ONNX model: input `features` float32 [N, F]; outputs `label` [N] and `probabilities` [N, C]."""
     _register_xgboost_converter()
@@ -233,6 +236,7 @@ def export_pipeline_to_onnx(pipeline: Any, spec: FeatureSpec) -> bytes:
         initial_types=[(spec.input_name, FloatTensorType([None, len(spec.columns)]))],
         options={id(classifier): {"zipmap": False}},
         target_opset=TARGET_OPSET,
+        name=GRAPH_NAME,  # skl2onnx names the graph with a random uuid otherwise: the same model, other bytes
     )
     outputs = [o.name for o in onnx_model.graph.output]
     if outputs != list(spec.outputs):

@@ -28,32 +28,77 @@ RARE_TRIAGE_FHIR_BASE: Final = "https://rare-triage.example.org/fhir"
 
 _TYPED_REFERENCE: Final = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 _URN: Final = re.compile(r"^urn:(?:uuid|oid):(.+)$")
+_RESOURCE_TYPE: Final = re.compile(r"[A-Z][A-Za-z]{1,63}")
+BUNDLE_TYPES: Final = (
+    "document",
+    "message",
+    "transaction",
+    "transaction-response",
+    "batch",
+    "batch-response",
+    "history",
+    "searchset",
+    "collection",
+)
 
 
-def resource_label(resource: dict[str, Any] | FHIRAbstractModel) -> str:
-    """``Observation/obs-1`` (or ``Observation/<no id>``): how errors name a resource."""
+def resource_label(resource: dict[str, Any] | FHIRAbstractModel, where: str = "") -> str:
+    """``Observation (entry 3)``: how errors name a resource; never its id, which may be a patient's source key."""
     if isinstance(resource, FHIRAbstractModel):
-        return f"{resource.get_resource_type()}/{getattr(resource, 'id', None) or '<no id>'}"
-    return f"{resource.get('resourceType', '<no resourceType>')}/{resource.get('id') or '<no id>'}"
+        kind = resource.get_resource_type()
+    else:
+        kind = known_resource_type(resource.get("resourceType"))
+    return f"{kind} ({where})" if where else kind
+
+
+def known_resource_type(value: object) -> str:
+    """``value`` when it names a FHIR R4 resource type, else a placeholder (it may be any text of the source)."""
+    if isinstance(value, str) and _RESOURCE_TYPE.fullmatch(value):
+        try:
+            get_fhir_model_class(value)
+        except (KeyError, ValueError, LookupError):
+            return "<unknown resourceType>"
+        return value
+    return "<no resourceType>" if value is None else "<unknown resourceType>"
 
 
 def validation_message(label: str, error: ValidationError) -> str:
-    """One readable line per pydantic error: ``invalid FHIR Observation/o1: field status: ...``."""
+    """One line per pydantic error, ``invalid FHIR Observation (entry 3): field status: ...``, quoting no input."""
     problems = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or "<resource>"
-        problems.append(f"field {location}: {item['msg']}")
+        parts = [str(part) for part in item["loc"]]
+        if item["type"] == "extra_forbidden" and parts:
+            parts[-1] = "<unknown element>"  # the key is source text
+        location = ".".join(parts) or "<resource>"
+        problems.append(f"field {location}: {_message_without_input(item)}")
     return f"invalid FHIR {label}: " + "; ".join(problems)
 
 
-def validate_resource(resource: dict[str, Any]) -> FHIRAbstractModel:
-    """Parse one R4 resource dict with its R4B model; ValueError names the resource and field."""
-    label = resource_label(resource)
+def validate_resource(resource: dict[str, Any], label: str = "") -> FHIRAbstractModel:
+    """Parse one R4 resource dict with its R4B model; ValueError names the resource and field, not the value."""
+    label = label or resource_label(resource)
     model = get_fhir_model_class(str(resource["resourceType"]))
     try:
         return model.model_validate(resource)
     except ValidationError as error:
-        raise ValueError(validation_message(label, error)) from error
+        problem = validation_message(label, error)
+    raise ValueError(problem)  # outside the except clause: the ValidationError (quoting the input) is not chained
+
+
+def _message_without_input(item: Any) -> str:
+    """pydantic's message, or its error type when the message repeats any text of the offending input."""
+    message = str(item["msg"])
+    if any(len(text) >= 3 and text in message for text in _texts(item.get("input"))):
+        return str(item["type"]).replace("_", " ")
+    return message
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [t for k, v in value.items() for t in (str(k), *_texts(v))]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _texts(v)]
+    return [] if value is None else [str(value)]
 
 
 @dataclass
@@ -62,12 +107,19 @@ class BundleIndex:
 
     entries: list[tuple[str, FHIRAbstractModel]] = field(default_factory=list)
     _by_reference: dict[str, tuple[str, FHIRAbstractModel]] = field(default_factory=dict)
+    _places: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def add(self, key: str, full_url: str | None, resource: FHIRAbstractModel) -> None:
+    def add(self, key: str, full_url: str | None, resource: FHIRAbstractModel, place: str = "") -> None:
         self.entries.append((key, resource))
+        self._places.setdefault((resource.get_resource_type(), key), place)
         self._by_reference[f"{resource.get_resource_type()}/{key}"] = (key, resource)
         if full_url:
             self._by_reference[full_url] = (key, resource)
+
+    def label(self, resource_type: str, key: str) -> str:
+        """``Encounter (entry 2)``: a resource of the Bundle named by its place, never by its id."""
+        place = self._places.get((resource_type, key))
+        return f"{resource_type} ({place})" if place else resource_type
 
     def of_type(self, resource_type: str) -> Iterator[tuple[str, Any]]:
         """(key, resource) pairs of one resource type, in Bundle order."""
@@ -92,42 +144,49 @@ class BundleIndex:
         return (urn.group(1), None) if urn else (None, None)
 
 
-def index_bundle(bundle: dict[str, Any]) -> BundleIndex:
-    """Validate the Bundle envelope and its mapped resources; ValueError names the first invalid one."""
+def index_bundle(bundle: dict[str, Any], entry_lines: list[int] | None = None) -> BundleIndex:
+    """Validate the Bundle envelope and its mapped resources; ValueError names the first invalid one by its place.
+
+    ``entry_lines`` gives the file line of each entry (NDJSON of bare resources); otherwise entries are numbered.
+    """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-        found = bundle.get("resourceType") if isinstance(bundle, dict) else type(bundle).__name__
-        raise ValueError(f"expected a FHIR Bundle, got {found!r}")
+        found = known_resource_type(bundle.get("resourceType")) if isinstance(bundle, dict) else type(bundle).__name__
+        raise ValueError(f"expected a FHIR Bundle, got {found}")
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list):
-        raise ValueError(f"invalid FHIR {resource_label(bundle)}: field entry: must be a list")
+        raise ValueError("invalid FHIR Bundle: field entry: must be a list")
     envelope = dict(bundle)
     envelope["entry"] = [
         {k: v for k, v in entry.items() if k != "resource"} if isinstance(entry, dict) else entry
         for entry in raw_entries
     ]
-    parsed_envelope: Any
-    try:
-        parsed_envelope = get_fhir_model_class("Bundle").model_validate(envelope)
-    except ValidationError as error:
-        raise ValueError(validation_message(resource_label(bundle), error)) from error
-    if parsed_envelope.type not in ACCEPTED_BUNDLE_TYPES:
-        raise ValueError(
-            f"invalid FHIR {resource_label(bundle)}: field type: {parsed_envelope.type!r} is not one of "
-            + ", ".join(ACCEPTED_BUNDLE_TYPES)
-        )
+    problem = _envelope_problem(envelope)
+    if problem:
+        raise ValueError(problem)
     index = BundleIndex()
     for position, entry in enumerate(raw_entries):
         resource = entry.get("resource")
         if not isinstance(resource, dict) or resource.get("resourceType") not in MAPPED_RESOURCE_TYPES:
             continue
+        place = f"line {entry_lines[position]}" if entry_lines else f"entry {position + 1}"
         full_url = entry.get("fullUrl")
         key = resource.get("id") or _key_from_full_url(full_url)
         if not key:
-            raise ValueError(
-                f"invalid FHIR {resource_label(resource)} (entry {position}): field id: no id and no fullUrl"
-            )
-        index.add(str(key), full_url, validate_resource(resource))
+            raise ValueError(f"invalid FHIR {resource_label(resource, place)}: field id: no id and no fullUrl")
+        index.add(str(key), full_url, validate_resource(resource, resource_label(resource, place)), place)
     return index
+
+
+def _envelope_problem(envelope: dict[str, Any]) -> str:
+    """What is wrong with a Bundle without its resources ("" when it is an accepted collection of entries)."""
+    try:
+        parsed: Any = get_fhir_model_class("Bundle").model_validate(envelope)
+    except ValidationError as error:
+        return validation_message("Bundle", error)
+    if parsed.type not in ACCEPTED_BUNDLE_TYPES:
+        shown = repr(parsed.type) if parsed.type in BUNDLE_TYPES else "an unknown type"
+        return f"invalid FHIR Bundle: field type: {shown} is not one of " + ", ".join(ACCEPTED_BUNDLE_TYPES)
+    return ""
 
 
 def _key_from_full_url(full_url: str | None) -> str | None:

@@ -47,7 +47,7 @@ def condition_rows(
         next_rank[encounter_id] = max(next_rank[encounter_id], rank)
     rows = ConditionRows()
     for key, condition in index.of_type("Condition"):
-        label = f"Condition/{key}"
+        label = index.label("Condition", key)
         if SKIPPED_VERIFICATION & set(codes_in([condition.verificationStatus])):
             continue
         codes = condition_codes(condition, label)
@@ -95,7 +95,7 @@ def normalize_orpha_code(code: str, label: str) -> str:
         if text.upper().startswith(prefix.upper()):
             text = text[len(prefix) :]
     if not text.isdigit():
-        raise ValueError(f"invalid FHIR {label}: field code.coding.code: {code!r} is not an ORPHA code like ORPHA:558")
+        raise ValueError(f"invalid FHIR {label}: field code.coding.code: not an ORPHA code like ORPHA:558")
     return f"ORPHA:{int(text)}"
 
 

@@ -121,7 +121,7 @@ def normalize_hpo_id(code: str, label: str) -> str:
     """``HP:0001945``, ``HP_0001945`` or ``0001945`` -> ``HP:0001945``."""
     digits = code.strip().upper().removeprefix("HP:").removeprefix("HP_")
     if len(digits) != 7 or not digits.isdigit():
-        raise ValueError(f"invalid FHIR {label}: field code.coding.code: {code!r} is not an HPO id like HP:0001945")
+        raise ValueError(f"invalid FHIR {label}: field code.coding.code: not an HPO id like HP:0001945")
     return f"HP:{digits}"
 
 
@@ -134,7 +134,7 @@ def _collect(
     skipped_encounters: set[str],
     rows: ObservationRows,
 ) -> None:
-    label = f"Observation/{key}"
+    label = index.label("Observation", key)
     loinc = codes_in([observation.code], LOINC_SYSTEM)
     vital_code = _vital_code(loinc)
     component_vitals = [
@@ -222,8 +222,8 @@ def _present(observation: Any, label: str) -> bool | None:
         if answers & ABSENT_ANSWER_CODES:
             return False
         raise ValueError(
-            f"invalid FHIR {label}: field valueCodeableConcept: {sorted(answers)} is neither present "
-            "(LOINC LA9633-4) nor absent (LOINC LA9634-2)"
+            f"invalid FHIR {label}: field valueCodeableConcept: neither present (LOINC LA9633-4) "
+            "nor absent (LOINC LA9634-2)"
         )
     if observation.dataAbsentReason is not None:
         return None
@@ -249,7 +249,7 @@ def _duration_days(observation: Any, encounter_day: dt.date | None, label: str) 
         unit = _ucum(quantity) or "d"
         if unit not in DAYS_PER_UNIT:
             raise ValueError(
-                f"invalid FHIR {label}: field component.valueQuantity.unit: duration unit {unit!r} is not one of "
+                f"invalid FHIR {label}: field component.valueQuantity.unit: duration unit not one of "
                 + ", ".join(DAYS_PER_UNIT)
             )
         value = to_float(quantity.value)

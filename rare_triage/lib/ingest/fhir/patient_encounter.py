@@ -52,14 +52,12 @@ CONSULTATION_BY_CLASS: Final = {
 _NATIONAL_PERSON_ID: Final = re.compile(r"^NN[A-Z]{3}$")
 
 
-def patient_row(key: str, patient: Any) -> dict[str, Any]:
-    """One ``patients`` row of a Patient resource."""
+def patient_row(key: str, patient: Any, label: str = "Patient") -> dict[str, Any]:
+    """One ``patients`` row of a Patient resource; ``label`` names it in errors (never its id)."""
     name = _preferred(patient.name, "official")
     address = _preferred(patient.address, "home")
     if patient.gender is not None and patient.gender not in SEX_BY_GENDER:
-        raise ValueError(
-            f"invalid FHIR Patient/{key}: field gender: {patient.gender!r} is not one of {', '.join(SEX_BY_GENDER)}"
-        )
+        raise ValueError(f"invalid FHIR {label}: field gender: not one of {', '.join(SEX_BY_GENDER)}")
     return {
         "patient_id": key,
         "mrn": _identifier(patient, lambda code, _system: code == "MR"),
@@ -95,13 +93,13 @@ def encounter_row(key: str, encounter: Any, index: BundleIndex) -> dict[str, Any
     """One ``encounters`` row, or None for a cancelled / entered-in-error Encounter."""
     if encounter.status in SKIPPED_ENCOUNTER_STATUSES:
         return None
+    label = index.label("Encounter", key)
     patient_id, _ = index.resolve(encounter.subject, "Patient")
     if patient_id is None:
-        raise ValueError(f"invalid FHIR Encounter/{key}: field subject: must reference a Patient")
-    start = encounter.period.start if encounter.period else None
-    day = to_day(start)
+        raise ValueError(f"invalid FHIR {label}: field subject: must reference a Patient")
+    day = to_day(encounter.period.start if encounter.period else None)
     if day is None:
-        raise ValueError(f"invalid FHIR Encounter/{key}: field period.start: a full date is required, got {start!r}")
+        raise ValueError(f"invalid FHIR {label}: field period.start: a full date is required (value withheld)")
     centre_id, organization = _centre(encounter, index)
     centre_level = _centre_level(organization)
     prior_visits = extension_value(encounter, PRIOR_VISITS_EXTENSION)

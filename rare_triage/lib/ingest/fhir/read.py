@@ -40,10 +40,12 @@ def bundle_to_tables(bundle: dict[str, Any], source: str = "FHIR Bundle") -> dic
     return _frames(bundle_rows(bundle, source), source)
 
 
-def bundle_rows(bundle: dict[str, Any], source: str = "FHIR Bundle") -> dict[str, list[dict[str, Any]]]:
+def bundle_rows(
+    bundle: dict[str, Any], source: str = "FHIR Bundle", entry_lines: list[int] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """The raw-table rows of one Bundle as plain dicts (frames are built once per file, not per Bundle)."""
-    index = index_bundle(bundle)
-    patients = [patient_row(key, patient) for key, patient in index.of_type("Patient")]
+    index = index_bundle(bundle, entry_lines)
+    patients = [patient_row(key, patient, index.label("Patient", key)) for key, patient in index.of_type("Patient")]
     encounters = []
     skipped: set[str] = set()
     for key, encounter in index.of_type("Encounter"):
@@ -76,48 +78,65 @@ def read_fhir_file(source: str | Path | bytes, name: str | None = None) -> dict[
     For bytes, ``name`` (used in errors, and its suffix to pick the format) is optional: a
     document that parses as one JSON object is a Bundle, otherwise it is read as NDJSON.
     NDJSON lines holding bare resources (FHIR Bulk Data style) are read as one collection.
+    ValueError names the file, line and resource (by its place, never its id) and quotes no value.
     """
     if isinstance(source, bytes):
         data, label = source, name or "<bytes>"
     else:
         data, label = Path(source).read_bytes(), name or str(source)
-    text = data.decode("utf-8-sig")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        problem = f"{label}: not UTF-8 text (byte offset {error.start})"
+    else:
+        problem = ""
+    if problem:  # raised outside the except clause: the codec error holds the whole file
+        raise ValueError(problem)
     rows: dict[str, list[dict[str, Any]]] = {table: [] for table in RAW_TABLES}
-    for position, bundle in _bundles(text, label):
+    for position, bundle, entry_lines in _bundles(text, label):
         where = f"{label} line {position}" if position else label
         try:
-            for table, table_rows in bundle_rows(bundle, source=where).items():
+            for table, table_rows in bundle_rows(bundle, where, entry_lines).items():
                 rows[table].extend(table_rows)
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from error
+            problem = f"{where}: {error}"
+        if problem:  # the mapping messages quote no value; nothing is chained to this one
+            raise ValueError(problem)
     return concat_raw_tables([_frames(rows, label)], deduplicate=True)
 
 
-def _bundles(text: str, label: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number or 0 for a whole-file document, Bundle) pairs of a JSON or NDJSON text."""
+def _bundles(text: str, label: str) -> Iterator[tuple[int, dict[str, Any], list[int] | None]]:
+    """(line number or 0 for a whole-file document, Bundle, file line of each entry or None) of a JSON/NDJSON text."""
     if not label.lower().endswith(".ndjson"):
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as error:
-            if label.lower().endswith(".json"):
-                raise ValueError(f"{label}: not valid JSON: {error}") from error
-        else:
-            yield 0, document
+        document, problem = _json(text)
+        if not problem:
+            yield 0, document, None
             return
+        if label.lower().endswith(".json"):
+            raise ValueError(f"{label}: not valid JSON: {problem}")
     loose: list[dict[str, Any]] = []
+    loose_lines: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{label} line {number}: not valid JSON: {error}") from error
+        item, problem = _json(line)
+        if problem:
+            raise ValueError(f"{label} line {number}: not valid JSON: {problem}")
         if isinstance(item, dict) and item.get("resourceType") != "Bundle" and "resourceType" in item:
             loose.append({"resource": item})
+            loose_lines.append(number)
         else:
-            yield number, item
+            yield number, item, None
     if loose:
-        yield 0, {"resourceType": "Bundle", "type": "collection", "entry": loose}
+        yield 0, {"resourceType": "Bundle", "type": "collection", "entry": loose}, loose_lines
+
+
+def _json(text: str) -> tuple[Any, str]:
+    """(document, "") or (None, where the syntax breaks): the decoder's error keeps the whole text, not chained."""
+    try:
+        return json.loads(text), ""
+    except json.JSONDecodeError as error:
+        return None, f"{error.msg} at line {error.lineno} column {error.colno}"
 
 
 def _frames(rows: dict[str, list[dict[str, Any]]], source: str) -> dict[str, pd.DataFrame]:

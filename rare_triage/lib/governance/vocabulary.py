@@ -1,0 +1,100 @@
+"""The closed vocabularies of lib/schema.py applied to raw columns: membership and the published form.
+
+Per column, what happens to a value outside its vocabulary:
+- patients.sex, encounters.centre_level, encounters.consultation_type, vitals.loinc_code, vitals.unit,
+  symptoms.hpo_id, diagnoses.code_system, diagnoses.code, comorbidities.icd10_code: the row is quarantined
+  (validation.py; codes against the reference lists of the release).
+- encounters.centre_id, encounters.region: published as ``schema.OTHER_CATEGORY`` ("other"), the encounter is kept.
+  Regions match case- and spacing-insensitively and are published in the spelling of ``schema.REGIONS``.
+"""
+
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from rare_triage.lib import schema
+
+_CENTRE_ID = re.compile(schema.CENTRE_ID_PATTERN)
+
+
+def _fold(text: str) -> str:
+    """Case-, width- and spacing-insensitive form of a label."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+_REGION_OF_FOLDED: Final = {_fold(region): region for region in schema.REGIONS}
+
+
+def _map_distinct(values: pd.Series, mapping: dict[object, object], missing: object = None) -> pd.Series:
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = np.asarray([mapping.get(u) for u in uniques] + [missing], dtype=object)
+    return pd.Series(lookup[codes], index=values.index, dtype=object)
+
+
+def canonical_region(value: object) -> str | None:
+    """The vocabulary spelling of a region, or None when it is not one."""
+    return _REGION_OF_FOLDED.get(_fold(value)) if isinstance(value, str) else None
+
+
+def is_centre_id(value: object) -> bool:
+    """A centre registry code (C01 ... C999)."""
+    return isinstance(value, str) and _CENTRE_ID.fullmatch(value) is not None
+
+
+def published_regions(values: pd.Series) -> pd.Series:
+    """Regions in vocabulary spelling, OTHER_CATEGORY for anything else (missing stays missing)."""
+    uniques = pd.unique(values.dropna())
+    mapping: dict[object, object] = {u: canonical_region(u) or schema.OTHER_CATEGORY for u in uniques}
+    return _map_distinct(values, mapping)
+
+
+def published_centres(values: pd.Series) -> pd.Series:
+    """Centre registry codes as they are, OTHER_CATEGORY for anything else (missing stays missing)."""
+    uniques = pd.unique(values.dropna())
+    mapping: dict[object, object] = {u: u if is_centre_id(u) else schema.OTHER_CATEGORY for u in uniques}
+    return _map_distinct(values, mapping)
+
+
+def in_vocabulary(values: pd.Series, test: Callable[[str], object]) -> pd.Series:
+    """Whether each value is a string accepted by ``test`` (its column's vocabulary), once per distinct value."""
+    uniques = pd.unique(values.dropna())
+    mapping: dict[object, object] = {u: isinstance(u, str) and bool(test(u)) for u in uniques}
+    return _map_distinct(values, mapping, missing=False).astype(bool)
+
+
+VocabularyTests = dict[tuple[str, str], Callable[[str], object]]
+_ORPHA_CODE = re.compile(r"ORPHA:(\d+)")
+# Columns published as OTHER_CATEGORY outside their vocabulary (every other vocabulary column quarantines).
+OPEN_VOCABULARY_TESTS: Final[VocabularyTests] = {
+    (schema.RAW_ENCOUNTERS, "centre_id"): is_centre_id,
+    (schema.RAW_ENCOUNTERS, "region"): canonical_region,
+}
+
+
+def raw_vocabulary_tests(
+    known_icd10: frozenset[str], known_orpha: frozenset[int], known_hpo: Callable[[str], bool] | frozenset[str]
+) -> VocabularyTests:
+    """(raw table, column) -> membership test of the column's closed vocabulary, for every text column."""
+
+    def is_diagnosis_code(code: str) -> bool:
+        match = _ORPHA_CODE.fullmatch(code)
+        return code in known_icd10 or (match is not None and int(match.group(1)) in known_orpha)
+
+    is_hpo = known_hpo.__contains__ if isinstance(known_hpo, (set, frozenset)) else known_hpo
+    loinc = frozenset({*schema.VITAL_LOINC, schema.SPO2_ALT_LOINC})
+    return {
+        (schema.RAW_PATIENTS, "sex"): frozenset(schema.SEXES).__contains__,
+        **OPEN_VOCABULARY_TESTS,
+        (schema.RAW_ENCOUNTERS, "centre_level"): frozenset(schema.CENTRE_LEVELS).__contains__,
+        (schema.RAW_ENCOUNTERS, "consultation_type"): frozenset(schema.CONSULTATION_TYPES).__contains__,
+        (schema.RAW_VITALS, "loinc_code"): loinc.__contains__,
+        (schema.RAW_VITALS, "unit"): frozenset(schema.VITAL_UNITS).__contains__,
+        (schema.RAW_SYMPTOMS, "hpo_id"): is_hpo,
+        (schema.RAW_DIAGNOSES, "code_system"): frozenset(schema.CODE_SYSTEMS).__contains__,
+        (schema.RAW_DIAGNOSES, "code"): is_diagnosis_code,
+        (schema.RAW_COMORBIDITIES, "icd10_code"): known_icd10.__contains__,
+    }
