@@ -158,11 +158,14 @@ def _quarantine(home: Path) -> pd.DataFrame:
     return pq.read_table(home / "lake" / "quarantined_records" / f"partition_day={DAY}" / "data.parquet").to_pandas()
 
 
-def test_every_check_passes_and_the_planted_rows_are_quarantined(
+def test_every_blocking_check_passes_and_the_planted_rows_are_quarantined(
     planted_run: tuple[Path, dg.ExecuteInProcessResult],
 ) -> None:
     home, result = planted_run
-    assert all(check_results(result).values()), check_results(result)
+    failed = {name for name, passed in check_results(result).items() if not passed}
+    # 8 of ~300 encounters are held back (planted rows, and encounters whose diagnosis rows were quarantined):
+    # above the 2% the warning check tolerates on a real day
+    assert failed <= {"quarantine_rate"}, check_results(result)
     quarantine = _quarantine(home)
     pseudonymize = Pseudonymizer(LOCAL_DEVELOPMENT_HMAC_KEY)
     for plant in PLANTS:

@@ -20,6 +20,7 @@ from rare_triage_tests.lib.ingest.fhir.test_read import assert_contract, bundle,
 
 CSV_DAY = "2024-03-07"  # header-only diagnoses.csv, no comorbidities.csv, one malformed line, one bad cell
 FHIR_DAY = "2024-03-04"  # one FHIR Bundle without any Condition: no diagnosis, no problem-list comorbidity
+EMPTY_DAY = "2024-03-05"  # its one encounter is quarantined: every anonymized table is empty
 
 
 def write_fhir_day(landing: Path) -> None:
@@ -34,10 +35,13 @@ def landing_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     home = tmp_path_factory.mktemp("home")
     shutil.copytree(LANDING_FIXTURES / CSV_DAY, home / "landing" / CSV_DAY)
     write_fhir_day(home / "landing")
+    shutil.copytree(LANDING_FIXTURES / EMPTY_DAY, home / "landing" / EMPTY_DAY)
+    encounters = home / "landing" / EMPTY_DAY / "encounters.csv"
+    encounters.write_text(encounters.read_text().replace("outpatient_specialist", "home_visit"))
     resources = build_resources(local_environ(home, RARE_TRIAGE_EHR_SOURCE="landing"))
     instance = dg.DagsterInstance.ephemeral()
     materialize_reference(resources, instance)
-    return home, {day: materialize_day(resources, instance, day) for day in (CSV_DAY, FHIR_DAY)}
+    return home, {day: materialize_day(resources, instance, day) for day in (CSV_DAY, FHIR_DAY, EMPTY_DAY)}
 
 
 def test_empty_and_absent_child_tables_read_to_six_typed_tables() -> None:
@@ -107,3 +111,21 @@ def test_rejected_rows_are_quarantined_and_counted_not_lost(
         stored = json.loads(row)
         assert stored["line"] == 4 and stored["file"].startswith("fp:")  # the file name is an integrator's choice
     assert not any(".csv" in cell for cell in [*rejected["reason"], *rejected["row_json"]])
+
+
+def test_a_day_whose_every_encounter_is_quarantined_stores_typed_empty_tables_and_empty_features(
+    landing_runs: tuple[Path, dict[str, dg.ExecuteInProcessResult]],
+) -> None:
+    home, results = landing_runs
+    assert results[EMPTY_DAY].success
+    folder = home / "lake" / "anonymized_encounters" / f"partition_day={EMPTY_DAY}"
+    for table in schema.ANON_TABLES:
+        stored = pq.read_table(folder / f"{table}.parquet")
+        assert stored.num_rows == 0
+        assert not [f.name for f in stored.schema if pa.types.is_null(f.type)], table
+    features = [
+        m.materialization.metadata["encounters"].value
+        for m in results[EMPTY_DAY].get_asset_materialization_events()
+        if m.asset_key.path == ["encounter_features"]
+    ]
+    assert features == [0]

@@ -15,7 +15,7 @@ from rare_triage.lib.features.chunks import build_features_in_chunks
 from rare_triage.lib.features.quality import feature_summary
 from rare_triage.lib.paths import rare_triage_home
 from rare_triage.lib.reference.frames import reference_from_frames
-from rare_triage.lib.reference.loaders import icd10_acuity
+from rare_triage.lib.reference.loaders import icd10_acuity_lookup
 
 FEATURES_FRESHNESS = dg.FreshnessPolicy.time_window(
     fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=28)
@@ -71,7 +71,7 @@ def encounter_features(
             anonymized,
             encounters_per_chunk=config.encounters_per_chunk,
             connection=connection,
-            icd10_acuity=icd10_acuity(),
+            icd10_acuity=icd10_acuity_lookup(),
             **ref.feature_encoding(),
         )
     encounters_in = anonymized[schema.ANON_ENCOUNTERS].num_rows

@@ -11,10 +11,10 @@ from rare_triage.defs.governance.checks import GOVERNANCE_CHECK_SPECS, governanc
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib import schema
-from rare_triage.lib.governance.govern import GovernanceCodes, govern_in_buckets
+from rare_triage.lib.governance.govern import GovernanceCodes, govern_in_buckets, known_orpha_codes
 from rare_triage.lib.governance.kanonymity import K_ANONYMITY
 from rare_triage.lib.governance.rejects import with_ingest_rejects
-from rare_triage.lib.reference.loaders import known_icd10_codes, load_orphanet_epidemiology
+from rare_triage.lib.reference.loaders import icd10_acuity_lookup, load_orphanet_epidemiology
 
 
 def governance_specs() -> list[dg.AssetSpec]:
@@ -49,10 +49,11 @@ class GovernanceConfig(dg.Config):
 
 
 def governance_codes(reference: dict[str, pd.DataFrame]) -> GovernanceCodes:
-    """The code lists rows are validated against."""
+    """The code lists rows are validated against: any ICD-10 code the label's acuity lookup knows, the ORPHA codes
+    of HPO's annotations and of the Orphanet epidemiology list, the HPO ids of the release."""
     return GovernanceCodes(
-        icd10=known_icd10_codes(),
-        orpha=frozenset(int(x) for x in load_orphanet_epidemiology()["orpha_code"]),
+        icd10=icd10_acuity_lookup().__contains__,
+        orpha=known_orpha_codes(reference["orpha_diseases"]["orpha_code"], load_orphanet_epidemiology()["orpha_code"]),
         hpo=frozenset(reference["hpo_terms"]["hpo_id"]),
     )
 

@@ -17,8 +17,9 @@ float64 (NaN when NULL / unknown). Rules:
 - phenotype specificity, over the distinct present terms: n_present_terms, n_specific_terms (information
   content >= schema.SPECIFIC_TERM_IC), phenotype_ic_max and phenotype_ic_sum (information content from
   `term_ic`, see ontology.ReferenceTables; a term missing there counts as a term of IC 0). 0 when none.
-- label: "orphan" when any ORPHA diagnosis; else "common_<acuity>" of the primary ICD10 diagnosis
-  (lowest rank, then code); else "none". A primary ICD10 code missing from the acuity map raises.
+- label: "orphan" when any ORPHA diagnosis; else "common_<acuity>" of the primary ICD10 diagnosis, the
+  first (lowest rank, then code) whose acuity is not None (a Z code has none); else "none". An ICD10 code
+  unknown to the acuity lookup raises when it would come before that primary one.
 Child rows whose encounter_key is not among the encounters are ignored; a NULL `present` is
 neither present nor absent. Rows come back in the order of the encounters table.
 """
@@ -26,7 +27,7 @@ neither present nor absent. Rows come back in the order of the encounters table.
 import re
 from collections.abc import Collection, Mapping, Sequence
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import duckdb
 import numpy as np
@@ -52,6 +53,12 @@ PHENOTYPE_CASE_COLUMNS = ("case_id", "sex", "age_years", "observed", "excluded")
 _HPO_ID = re.compile(r"HP:\d{7}")
 _PREFIX = "rt_feat_"  # names of the views and temp tables sql/ reads and creates
 _PHENOPACKET_SEX = {"MALE": "M", "FEMALE": "F", "UNKNOWN_SEX": "U", "OTHER_SEX": "U"}
+
+
+class AcuityLookup(Protocol):
+    """ICD-10 code -> acuity, None for no disease acuity; KeyError for an unknown code (a dict, Icd10Acuity)."""
+
+    def __getitem__(self, code: str, /) -> str | None: ...
 
 
 def vocabulary_feature_columns(vocabulary_ids: Sequence[str]) -> list[str]:
@@ -88,7 +95,7 @@ def build_encounter_features(
     term_ic: Table,
     vocabulary_ids: Sequence[str],
     system_ids: Sequence[str],
-    icd10_acuity: Mapping[str, str],
+    icd10_acuity: AcuityLookup,
     pain_terms: Collection[str] = (),
     fever_terms: Collection[str] = (),
     connection: duckdb.DuckDBPyConnection | None = None,
@@ -103,11 +110,15 @@ def build_encounter_features(
     inputs = _checked_inputs(
         anon, term_rollup=term_rollup, term_system=term_system, vocab_ancestors=vocab_ancestors, term_ic=term_ic
     )
-    inputs.update(_lookup_tables(vocab, systems, icd10_acuity, pain_terms=pain_terms, fever_terms=fever_terms))
+    if isinstance(icd10_acuity, Mapping):
+        for code in icd10_acuity:
+            _checked_acuity(icd10_acuity, code)
+    inputs.update(_lookup_tables(vocab, systems, pain_terms=pain_terms, fever_terms=fever_terms))
     con = duckdb.connect() if connection is None else connection.cursor()
     try:
         for name, table in inputs.items():
             con.register(_PREFIX + name, table)
+        con.register(_PREFIX + "acuity", _acuity_table(con, icd10_acuity))
         for statement in _staging_sql():
             con.execute(statement)
         _raise_on_bad_rows(con)
@@ -239,18 +250,37 @@ def _checked_inputs(anon: Mapping[str, Table], **ontology: Table) -> dict[str, T
     return inputs
 
 
+def _checked_acuity(icd10_acuity: AcuityLookup, code: str) -> str | None:
+    """The acuity of ``code``; KeyError when the lookup does not know it, ValueError when it is not an acuity."""
+    acuity = icd10_acuity[code]
+    if acuity is not None and acuity not in ACUITIES:
+        raise ValueError(f"icd10_acuity: {code!r} maps to {acuity!r}, expected one of {list(ACUITIES)} or None")
+    return acuity
+
+
+def _acuity_table(con: duckdb.DuckDBPyConnection, icd10_acuity: AcuityLookup) -> pa.Table:
+    """code, acuity of every distinct ICD10 code of the diagnoses the lookup knows (acuity NULL: no disease)."""
+    codes = con.execute(
+        f"""SELECT DISTINCT CAST(code AS VARCHAR) FROM {_PREFIX}in_diagnoses
+        WHERE CAST(code_system AS VARCHAR) = 'ICD10' AND code IS NOT NULL ORDER BY 1"""
+    ).fetchall()
+    rows = []
+    for (code,) in codes:
+        try:
+            rows.append((code, _checked_acuity(icd10_acuity, code)))
+        except KeyError:
+            continue  # unknown: _raise_on_bad_rows names it where it could decide a label
+    return _small_table(rows, _LOOKUP_SCHEMAS["acuity"])
+
+
 def _lookup_tables(
     vocab: list[str],
     systems: list[str],
-    icd10_acuity: Mapping[str, str],
     *,
     pain_terms: Collection[str],
     fever_terms: Collection[str],
 ) -> dict[str, pa.Table]:
-    """Small tables the SQL joins: column indexes, vital codes, acuity map, fever/pain roots and extras."""
-    for code, acuity in icd10_acuity.items():
-        if acuity not in ACUITIES:
-            raise ValueError(f"icd10_acuity: {code!r} maps to {acuity!r}, expected one of {list(ACUITIES)}")
+    """Small tables the SQL joins: column indexes, vital codes, fever/pain roots and extras."""
     vitals: list[tuple[str, str, str | None]] = [
         (loinc, name, unit) for loinc, (name, unit, _low, _high) in schema.VITAL_LOINC.items()
     ]
@@ -263,7 +293,6 @@ def _lookup_tables(
         "vocab_index": [(hpo_id, *_mask_bit(i)) for i, hpo_id in enumerate(vocab)],
         "system_index": [(hpo_id, *_mask_bit(i)) for i, hpo_id in enumerate(systems)],
         "vital_codes": vitals,
-        "acuity": [(str(code), acuity) for code, acuity in icd10_acuity.items()],
         "score_roots": [("fever", schema.FEVER_HPO), ("pain", schema.PAIN_HPO)],
         "score_extra": score_terms,
     }
@@ -301,7 +330,8 @@ _NULL_RANK = 2**63 - 1  # a diagnosis without rank comes after every ranked one
 
 
 def _raise_on_bad_rows(con: duckdb.DuckDBPyConnection) -> None:
-    """Reject null or repeated encounter keys, vitals in an unexpected unit and unmapped primary ICD10 codes."""
+    """Reject null or repeated encounter keys, vitals in an unexpected unit and unknown ICD10 codes that could
+    decide a label."""
     p = _PREFIX
     null_keys = con.execute(f"SELECT count(*) FROM {p}enc WHERE encounter_key IS NULL").fetchone()
     if null_keys and null_keys[0]:
@@ -320,13 +350,11 @@ def _raise_on_bad_rows(con: duckdb.DuckDBPyConnection) -> None:
         found = ", ".join(f"{loinc} in {unit!r} (expected {want!r})" for loinc, unit, want in bad_units)
         raise ValueError(f"vitals.unit: {found}")
     unknown = con.execute(
-        f"""SELECT DISTINCT d.primary_icd10 FROM {p}diag d ANTI JOIN {p}acuity a ON a.code = d.primary_icd10
-        WHERE NOT d.has_orpha AND d.primary_icd10 IS NOT NULL ORDER BY 1 LIMIT 10"""
+        f"""SELECT DISTINCT unknown_icd10 FROM {p}diag
+        WHERE NOT has_orpha AND unknown_icd10 IS NOT NULL ORDER BY 1 LIMIT 10"""
     ).fetchall()
     if unknown:
-        raise ValueError(
-            f"diagnoses.code: primary ICD10 code(s) {[r[0] for r in unknown]} have no acuity in icd10_acuity"
-        )
+        raise ValueError(f"diagnoses.code: ICD10 code(s) {[r[0] for r in unknown]} are unknown to icd10_acuity")
 
 
 def _mask_aggregates(n_vocab: int, n_systems: int) -> str:

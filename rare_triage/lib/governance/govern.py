@@ -6,7 +6,7 @@ anything is returned, so the step stores nothing, when an output holds an identi
 or an identifier-shaped cell.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from rare_triage.lib.governance.anonymize import (
 )
 from rare_triage.lib.governance.buckets import iter_buckets_with_rows
 from rare_triage.lib.governance.kanonymity import K_ANONYMITY, below_k_quarantine, enforce_k_anonymity
+from rare_triage.lib.governance.schemas import typed_when_empty
 from rare_triage.lib.governance.screening import PatientIdentifierValues, identifier_findings, quarantine_findings
 from rare_triage.lib.governance.validation import validate_extract
 from rare_triage.lib.identifiers import SCREENED_VALUE_COLUMNS
@@ -33,11 +34,16 @@ CHILD_OF_BELOW_K_REASON = "encounter quarantined: k-anonymity class below k"
 
 @dataclass(frozen=True)
 class GovernanceCodes:
-    """The code lists a row must belong to."""
+    """The code lists a row must belong to; ``icd10`` may be a predicate (any code of ICD10_PATTERN, in production)."""
 
-    icd10: frozenset[str]
+    icd10: Callable[[str], bool] | frozenset[str]
     orpha: frozenset[int]
     hpo: frozenset[str]
+
+
+def known_orpha_codes(*sources: Iterable[int | str]) -> frozenset[int]:
+    """Union of ORPHA code lists (HPO's annotated diseases, the Orphanet epidemiology list) as integers."""
+    return frozenset(int(code) for source in sources for code in source)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,7 @@ def govern_in_buckets(
     k_report["buckets"] = n_buckets
     if n_buckets > 1:  # each bucket was checked against its own rows; now every raw value against every output
         assert_no_identifier_values_across(anonymized, raw)
+    anonymized = typed_when_empty(anonymized)
     return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_report)
 
 

@@ -173,3 +173,16 @@ def validate_anonymized(tables: Mapping[str, pd.DataFrame]) -> None:
 def validate_quarantine(quarantined: pd.DataFrame) -> None:
     """Validate quarantined_records (pandera SchemaErrors)."""
     QuarantinedRecords.validate(quarantined, lazy=True)
+
+
+def typed_when_empty(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The anonymized tables, an empty one rebuilt with its contract dtypes (text as pandas "string"), so a day whose
+    every row was quarantined stores typed Parquet columns, never null-typed ones that downstream joins reject."""
+    typed = dict(tables)
+    for table, model in ANON_MODELS.items():
+        if table in typed and typed[table].empty:
+            dtypes = {column: str(spec.dtype) for column, spec in model.to_schema().columns.items()}
+            typed[table] = pd.DataFrame(
+                {column: pd.Series(dtype="string" if dtype == "str" else dtype) for column, dtype in dtypes.items()}
+            )
+    return typed

@@ -4,7 +4,8 @@ Every check is vectorised; Python loops only build the reason strings of bad row
 A row with problems in several fields is quarantined once per field (so it may appear
 several times in ``quarantined``) but is counted once in ``counts``, which count rows:
 for every table ``in == valid + quarantined``. Children of a quarantined encounter are
-quarantined with it ("encounter quarantined"), encounters of a quarantined patient too.
+quarantined with it ("encounter quarantined"), encounters of a quarantined patient too. An encounter with a
+quarantined diagnosis row (the rows its label derives from) is held back the same way, never relabelled.
 Text cells are screened for identifier content first (screening.py). Quarantined rows carry
 ``row_ref`` = pseudonym of the source key (a child row: of its encounter), a ``reason`` naming
 table, field, rule and raw row number but never a value, and ``row_json`` without any direct
@@ -29,6 +30,7 @@ from rare_triage.lib.governance.vocabulary import (
     raw_vocabulary_tests,
 )
 from rare_triage.lib.identifiers import IDENTIFIER_COLUMNS
+from rare_triage.lib.reference.icd10 import is_icd10_code
 
 MAX_AGE_YEARS = 120
 SEVERITY_RANGE = (0.0, 10.0)
@@ -36,6 +38,8 @@ _HPO_ID = re.compile(r"HP:\d{7}")
 _ORPHA_CODE = re.compile(r"ORPHA:(\d+)")
 _BLANKS = ("", " ", "  ", "\t", "\n", "\r\n", "\xa0")
 ROW_FIELD = "row"  # the field of a whole-row problem (exact duplicate)
+LABEL_HELD_BACK = "a diagnosis row was quarantined, the label could change"
+NOT_ICD10 = "not an ICD-10 code (letter, 2 digits, optional dot and 1-4 characters)"
 FINGERPRINT_HEX_CHARS = 16
 
 
@@ -53,6 +57,12 @@ class ValidationResult:
 
 
 Reason = str | Callable[[pd.DataFrame], Iterable[str]]
+CodeTest = Callable[[str], bool] | frozenset[str]
+
+
+def _membership(known: CodeTest) -> Callable[[str], bool]:
+    """A code list or a predicate as a predicate."""
+    return known.__contains__ if isinstance(known, (set, frozenset)) else known
 
 
 class _Issues:
@@ -282,14 +292,14 @@ def _orpha_number(value: object) -> float:
     return float(match.group(1)) if match else np.nan
 
 
-def _check_symptoms(s: pd.DataFrame, known_hpo: Callable[[str], bool] | frozenset[str], issues: _Issues) -> None:
+def _check_symptoms(s: pd.DataFrame, known_hpo: CodeTest, issues: _Issues) -> None:
     t = schema.RAW_SYMPTOMS
     hpo = s["hpo_id"]
     hpo_missing = _missing(hpo)
     well_formed = _per_distinct(hpo, _is_hpo_id, default=False)
     issues.add(t, s, hpo_missing, "hpo_id", "missing")
     issues.add(t, s, ~hpo_missing & ~well_formed, "hpo_id", "not an HPO id (HP:nnnnnnn)")
-    is_known = known_hpo.__contains__ if isinstance(known_hpo, (set, frozenset)) else known_hpo
+    is_known = _membership(known_hpo)
     known = _per_distinct(hpo, lambda h: isinstance(h, str) and _is_hpo_id(h) and bool(is_known(h)), default=False)
     issues.add(t, s, well_formed & ~known, "hpo_id", "unknown HPO term")
     present = s["present"]
@@ -305,22 +315,24 @@ def _check_symptoms(s: pd.DataFrame, known_hpo: Callable[[str], bool] | frozense
     issues.add(t, s, duration < 0, "duration_days", "negative duration")
 
 
-def _unknown_icd10(
-    table: str, frame: pd.DataFrame, column: str, *, candidates: pd.Series, known_icd10: frozenset[str], issues: _Issues
+def _check_icd10(
+    table: str, frame: pd.DataFrame, column: str, *, candidates: pd.Series, known_icd10: CodeTest, issues: _Issues
 ) -> None:
-    unknown = candidates & ~frame[column].isin(known_icd10)
-    issues.add(table, frame, unknown, column, "unknown ICD-10 code")
+    """ICD-10 codes: the syntax first (ICD10_PATTERN), then membership of ``known_icd10``."""
+    well_formed = _per_distinct(frame[column], is_icd10_code, default=False)
+    is_known = _membership(known_icd10)
+    known = _per_distinct(frame[column], lambda c: is_icd10_code(c) and bool(is_known(str(c))), default=False)
+    issues.add(table, frame, candidates & ~well_formed, column, NOT_ICD10)
+    issues.add(table, frame, candidates & well_formed & ~known, column, "unknown ICD-10 code")
 
 
-def _check_diagnoses(
-    d: pd.DataFrame, known_icd10: frozenset[str], known_orpha: frozenset[int], issues: _Issues
-) -> None:
+def _check_diagnoses(d: pd.DataFrame, known_icd10: CodeTest, known_orpha: frozenset[int], issues: _Issues) -> None:
     t = schema.RAW_DIAGNOSES
     system = d["code_system"]
     issues.add(t, d, ~system.isin(schema.CODE_SYSTEMS), "code_system", _not_one_of(schema.CODE_SYSTEMS))
     code_missing = _missing(d["code"])
     issues.add(t, d, code_missing, "code", "missing")
-    _unknown_icd10(t, d, "code", candidates=system.eq("ICD10") & ~code_missing, known_icd10=known_icd10, issues=issues)
+    _check_icd10(t, d, "code", candidates=system.eq("ICD10") & ~code_missing, known_icd10=known_icd10, issues=issues)
     is_orpha = system.eq("ORPHA") & ~code_missing
     codes, uniques = pd.factorize(d["code"], use_na_sentinel=True)
     numbers = np.fromiter((_orpha_number(u) for u in uniques), dtype=float, count=len(uniques))
@@ -332,11 +344,28 @@ def _check_diagnoses(
     issues.add(t, d, rank.notna() & ((rank < 1) | (rank % 1 != 0)), "rank", "not a positive integer")
 
 
-def _check_comorbidities(c: pd.DataFrame, known_icd10: frozenset[str], issues: _Issues) -> None:
+def _hold_back_relabelled(e: pd.DataFrame, d: pd.DataFrame, issues: _Issues) -> None:
+    """Quarantine each valid encounter one of whose diagnosis rows is bad: without the row its label could change.
+
+    Exact duplicates are no reason (the first copy stays); call after the content checks of the diagnoses.
+    """
+    parts = [p.loc[p["field"].ne(ROW_FIELD), "pos"].to_numpy() for p in issues.parts[schema.RAW_DIAGNOSES]]
+    positions = np.unique(np.concatenate(parts)) if parts else np.array([], dtype=int)
+    if len(positions) == 0:
+        return
+    ids = d["encounter_id"].iloc[positions]
+    held = _key_index(ids[~_missing(ids)])
+    valid_so_far = ~issues.bad(schema.RAW_ENCOUNTERS, len(e))
+    issues.add(
+        schema.RAW_ENCOUNTERS, e, valid_so_far & _in_keys(e["encounter_id"], held), "encounter_id", LABEL_HELD_BACK
+    )
+
+
+def _check_comorbidities(c: pd.DataFrame, known_icd10: CodeTest, issues: _Issues) -> None:
     t = schema.RAW_COMORBIDITIES
     missing = _missing(c["icd10_code"])
     issues.add(t, c, missing, "icd10_code", "missing")
-    _unknown_icd10(t, c, "icd10_code", candidates=~missing, known_icd10=known_icd10, issues=issues)
+    _check_icd10(t, c, "icd10_code", candidates=~missing, known_icd10=known_icd10, issues=issues)
 
 
 def _pseudonyms(keys: pd.Series, pseudonymize: Callable[[str], str]) -> pd.Series:
@@ -430,9 +459,9 @@ def validate_extract(
     tables: Mapping[str, pd.DataFrame],
     *,
     partition_day: str,
-    known_icd10: frozenset[str],
+    known_icd10: CodeTest,
     known_orpha: frozenset[int],
-    known_hpo: Callable[[str], bool] | frozenset[str],
+    known_hpo: CodeTest,
     pseudonymize: Callable[[str], str],
     patient_values: PatientIdentifierValues | None = None,
     row_numbers: Mapping[str, np.ndarray] | None = None,
@@ -441,6 +470,7 @@ def validate_extract(
 
     Text cells are screened for identifier content first (``patient_values``: of the whole extract, by default of
     ``tables``); ``row_numbers`` give each row's number in the raw table (default: its position in ``tables``).
+    ``known_icd10`` and ``known_hpo``: a code list or a predicate; an ICD-10 code must match ICD10_PATTERN as well.
     Raises ExtractSchemaError when a table or column of the contract is missing or extra.
     """
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", partition_day):
@@ -464,13 +494,14 @@ def validate_extract(
     valid_patients = patients[~issues.bad(schema.RAW_PATIENTS, len(patients))]
     encounters = work[schema.RAW_ENCOUNTERS]
     _check_encounters(encounters, patients, valid_patients, day, issues)
+    _check_diagnoses(work[schema.RAW_DIAGNOSES], known_icd10, known_orpha, issues)
+    _hold_back_relabelled(encounters, work[schema.RAW_DIAGNOSES], issues)
     raw_ids = _key_index(encounters["encounter_id"])
     valid_ids = _key_index(encounters.loc[~issues.bad(schema.RAW_ENCOUNTERS, len(encounters)), "encounter_id"])
     for table in schema.RAW_CHILD_TABLES:
         _check_children_keys(table, work[table], raw_ids, valid_ids, issues)
     _check_vitals(work[schema.RAW_VITALS], issues)
     _check_symptoms(work[schema.RAW_SYMPTOMS], known_hpo, issues)
-    _check_diagnoses(work[schema.RAW_DIAGNOSES], known_icd10, known_orpha, issues)
     _check_comorbidities(work[schema.RAW_COMORBIDITIES], known_icd10, issues)
 
     valid, quarantined, counts = {}, [], {}

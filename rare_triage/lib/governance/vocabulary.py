@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
+from rare_triage.lib.reference.icd10 import is_icd10_code
 
 _CENTRE_ID = re.compile(schema.CENTRE_ID_PATTERN)
 
@@ -76,13 +77,19 @@ OPEN_VOCABULARY_TESTS: Final[VocabularyTests] = {
 
 
 def raw_vocabulary_tests(
-    known_icd10: frozenset[str], known_orpha: frozenset[int], known_hpo: Callable[[str], bool] | frozenset[str]
+    known_icd10: Callable[[str], bool] | frozenset[str],
+    known_orpha: frozenset[int],
+    known_hpo: Callable[[str], bool] | frozenset[str],
 ) -> VocabularyTests:
     """(raw table, column) -> membership test of the column's closed vocabulary, for every text column."""
+    in_icd10 = known_icd10.__contains__ if isinstance(known_icd10, (set, frozenset)) else known_icd10
+
+    def is_icd10(code: str) -> bool:
+        return is_icd10_code(code) and bool(in_icd10(code))
 
     def is_diagnosis_code(code: str) -> bool:
         match = _ORPHA_CODE.fullmatch(code)
-        return code in known_icd10 or (match is not None and int(match.group(1)) in known_orpha)
+        return is_icd10(code) or (match is not None and int(match.group(1)) in known_orpha)
 
     is_hpo = known_hpo.__contains__ if isinstance(known_hpo, (set, frozenset)) else known_hpo
     loinc = frozenset({*schema.VITAL_LOINC, schema.SPO2_ALT_LOINC})
@@ -96,5 +103,5 @@ def raw_vocabulary_tests(
         (schema.RAW_SYMPTOMS, "hpo_id"): is_hpo,
         (schema.RAW_DIAGNOSES, "code_system"): frozenset(schema.CODE_SYSTEMS).__contains__,
         (schema.RAW_DIAGNOSES, "code"): is_diagnosis_code,
-        (schema.RAW_COMORBIDITIES, "icd10_code"): known_icd10.__contains__,
+        (schema.RAW_COMORBIDITIES, "icd10_code"): is_icd10,
     }

@@ -12,9 +12,12 @@ import json
 import re
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+
+from rare_triage.lib.reference.icd10 import Icd10Acuity
 
 REFERENCE_DIR: Path = Path(__file__).resolve().parent / "data"
 VOCABULARY_DIR: Path = REFERENCE_DIR / "vocabulary"
@@ -201,8 +204,16 @@ def icd10_acuity() -> dict[str, str]:
 
 
 @cache
+def icd10_acuity_lookup() -> Icd10Acuity:
+    """Acuity of any ICD-10 / ICD-10-CM code: ``icd10_acuity()`` where it has the code, else the code's block
+    (icd10.ICD10_BLOCKS). Governance accepts exactly the codes it knows, features label with it."""
+    return Icd10Acuity(MappingProxyType(icd10_acuity()))
+
+
+@cache
 def known_icd10_codes() -> frozenset[str]:
-    """Every ICD-10 code the synthetic source may emit (common conditions and chronic comorbidities)."""
+    """Every ICD-10 code the synthetic source may emit (common conditions and chronic comorbidities); governance
+    accepts any code of ``icd10_acuity_lookup()``."""
     return frozenset(load_common_conditions()["icd10"]) | frozenset(load_chronic_comorbidities()["icd10"])
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from rare_triage.lib import schema
 from rare_triage.lib.features import build as features
+from rare_triage.lib.reference.icd10 import Icd10Acuity
+from rare_triage.lib.reference.loaders import icd10_acuity_lookup
 
 FEVER, RECURRENT_FEVER = "HP:0001945", "HP:0001954"
 SEIZURE, FOCAL_SEIZURE = "HP:0001250", "HP:0007359"
@@ -362,7 +364,7 @@ def test_label_orphan_wins_then_primary_icd10_acuity_then_none() -> None:
     assert set(out["label"]) <= set(schema.LABELS)
 
 
-def test_an_unmapped_primary_icd10_code_raises_naming_it() -> None:
+def test_an_unknown_primary_icd10_code_raises_naming_it() -> None:
     with pytest.raises(ValueError, match=r"diagnoses\.code: .*'Z99\.9'"):
         build(anon(encounters("e1"), diagnoses=[("e1", "ICD10", "Z99.9", 1)]))
 
@@ -372,6 +374,33 @@ def test_an_unmapped_icd10_code_that_decides_no_label_is_accepted() -> None:
     diagnoses.append(("e2", "ICD10", "J00", 1))
     out = build(anon(encounters("e1", "e2"), diagnoses=diagnoses))
     assert out["label"].tolist() == ["orphan", "common_mild"]
+
+
+@pytest.mark.parametrize(
+    ("diagnoses", "label"),
+    [
+        ([("ICD10", "S72.001A", 1)], "common_acute"),  # ICD-10-CM injury: its block
+        ([("ICD10", "R51.9", 1)], "common_mild"),  # a symptom code
+        ([("ICD10", "C50.911", 1), ("ICD10", "J00", 2)], "common_chronic"),
+        ([("ICD10", "M54.5", 1)], "common_mild"),  # the project's rule, not the block (chronic)
+        ([("ICD10", "Z00.00", 1)], "none"),  # examination: no disease
+        ([("ICD10", "Z00.00", 1), ("ICD10", "J18.9", 2)], "common_acute"),  # a Z code decides nothing
+        ([("ICD10", "Z23", 1), ("ORPHA", "ORPHA:558", 2)], "orphan"),
+    ],
+)
+def test_the_real_lookup_labels_any_icd10_code_by_rule_or_block(diagnoses: list[tuple], label: str) -> None:
+    rows = [("e1", *row) for row in diagnoses]
+    out = build(anon(encounters("e1"), diagnoses=rows), icd10_acuity=icd10_acuity_lookup())
+    assert out.loc["e1", "label"] == label
+
+
+def test_an_unknown_code_before_the_primary_one_raises_after_it_not() -> None:
+    lookup = Icd10Acuity({})
+    before = [("e1", "ICD10", "Z00.00", 1), ("e1", "ICD10", "ZZZ.9", 2), ("e1", "ICD10", "J18.9", 3)]
+    with pytest.raises(ValueError, match=r"diagnoses\.code: ICD10 code\(s\) \['ZZZ\.9'\] are unknown"):
+        build(anon(encounters("e1"), diagnoses=before), icd10_acuity=lookup)
+    after = [("e1", "ICD10", "J18.9", 1), ("e1", "ICD10", "ZZZ.9", 2)]
+    assert build(anon(encounters("e1"), diagnoses=after), icd10_acuity=lookup)["label"].tolist() == ["common_acute"]
 
 
 def test_one_row_per_encounter_in_input_order_ignoring_rows_of_unknown_encounters() -> None:

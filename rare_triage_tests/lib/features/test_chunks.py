@@ -12,7 +12,7 @@ from rare_triage.lib.features.chunks import build_features_in_chunks
 from rare_triage.lib.governance.anonymize import LOCAL_DEVELOPMENT_HMAC_KEY, Pseudonymizer
 from rare_triage.lib.governance.govern import GovernanceCodes, govern_extract
 from rare_triage.lib.ingest.synthetic import SyntheticConfig, generate_extract
-from rare_triage.lib.reference.loaders import icd10_acuity, known_icd10_codes, load_orphanet_epidemiology
+from rare_triage.lib.reference.loaders import icd10_acuity_lookup, known_icd10_codes, load_orphanet_epidemiology
 from rare_triage.lib.reference.ontology import ReferenceTables
 
 
@@ -33,7 +33,7 @@ def anonymized(reference_tables: ReferenceTables) -> dict[str, pa.Table]:
 
 
 def build_kwargs(ref: ReferenceTables) -> dict[str, object]:
-    return {"icd10_acuity": icd10_acuity(), **ref.feature_encoding()}
+    return {"icd10_acuity": icd10_acuity_lookup(), **ref.feature_encoding()}
 
 
 def test_chunks_give_the_one_pass_rows(anonymized: dict[str, pa.Table], reference_tables: ReferenceTables) -> None:

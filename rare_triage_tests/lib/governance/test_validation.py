@@ -9,8 +9,15 @@ import pytest
 
 from rare_triage.lib import schema
 from rare_triage.lib.governance.anonymize import Pseudonymizer
-from rare_triage.lib.governance.validation import ExtractSchemaError, fingerprint, validate_extract
+from rare_triage.lib.governance.validation import (
+    LABEL_HELD_BACK,
+    NOT_ICD10,
+    ExtractSchemaError,
+    fingerprint,
+    validate_extract,
+)
 from rare_triage.lib.identifiers import IDENTIFIER_COLUMNS
+from rare_triage.lib.reference.icd10 import is_icd10_code
 from rare_triage_tests.helpers.governance_extract import (
     KNOWN_HPO,
     KNOWN_ICD10,
@@ -215,9 +222,34 @@ RULE_CASES = [
     ),
     ("present missing", add("symptoms", present=None), [("symptoms", "symptoms.present: missing")]),
     (
+        "unknown icd10 comorbidity",
+        add("comorbidities", icd10_code="Q99"),
+        [("comorbidities", "comorbidities.icd10_code: unknown ICD-10 code")],
+    ),
+    (
+        "malformed icd10 comorbidity",
+        add("comorbidities", icd10_code="I1O"),
+        [("comorbidities", f"comorbidities.icd10_code: {NOT_ICD10}")],
+    ),
+    (
+        "comorbidity missing",
+        add("comorbidities", icd10_code=None),
+        [("comorbidities", "comorbidities.icd10_code: missing")],
+    ),
+]
+
+
+# A bad diagnosis row of E-9002: the row, and its encounter held back with every child row (never relabelled).
+DIAGNOSIS_RULE_CASES = [
+    (
         "unknown icd10 diagnosis",
         add("diagnoses", code="Z99.99"),
         [("diagnoses", "diagnoses.code: unknown ICD-10 code")],
+    ),
+    (
+        "malformed icd10 diagnosis",
+        add("diagnoses", code="ZZZ.9"),
+        [("diagnoses", f"diagnoses.code: {NOT_ICD10}")],
     ),
     (
         "unknown orpha code",
@@ -238,16 +270,15 @@ RULE_CASES = [
         ],
     ),
     ("rank 0", add("diagnoses", rank=0), [("diagnoses", "diagnoses.rank: not a positive integer")]),
-    (
-        "unknown icd10 comorbidity",
-        add("comorbidities", icd10_code="Q99"),
-        [("comorbidities", "comorbidities.icd10_code: unknown ICD-10 code")],
-    ),
-    (
-        "comorbidity missing",
-        add("comorbidities", icd10_code=None),
-        [("comorbidities", "comorbidities.icd10_code: missing")],
-    ),
+]
+HELD_BACK_E9002 = [
+    ("encounters", f"encounters.encounter_id: {LABEL_HELD_BACK}"),
+    ("vitals", "vitals.encounter_id: encounter quarantined"),
+    ("symptoms", "symptoms.encounter_id: encounter quarantined"),
+    ("diagnoses", "diagnoses.encounter_id: encounter quarantined"),  # its I10 row
+    ("diagnoses", "diagnoses.encounter_id: encounter quarantined"),  # the bad row, also
+    ("comorbidities", "comorbidities.encounter_id: encounter quarantined"),
+    ("comorbidities", "comorbidities.encounter_id: encounter quarantined"),
 ]
 
 
@@ -290,6 +321,60 @@ def test_each_rule_quarantines_the_bad_row_only(
         assert counts["quarantined"] == bad_rows, f"a good row of {table} was quarantined"
         assert len(result.valid[table]) == counts["valid"]
         assert len(result.valid[table]) >= len(clean[table])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [c[1:] for c in DIAGNOSIS_RULE_CASES], ids=[c[0] for c in DIAGNOSIS_RULE_CASES]
+)
+def test_a_bad_diagnosis_row_holds_back_its_encounter_and_children(
+    mutate: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]], expected: list[tuple[str, str]]
+) -> None:
+    clean = raw_extract()
+    tables = mutate(clean)
+    result = validate(tables)
+    assert quarantine_pairs(result.quarantined) == sorted(expected + HELD_BACK_E9002)
+    assert "E-9002" not in set(result.valid[schema.RAW_ENCOUNTERS]["encounter_id"])
+    for table in schema.RAW_TABLES:
+        counts = result.counts[table]
+        assert counts["in"] == len(tables[table]) == counts["valid"] + counts["quarantined"]
+        if table != schema.RAW_PATIENTS:
+            assert "E-9002" not in set(result.valid[table]["encounter_id"])
+            assert counts["quarantined"] == int(tables[table]["encounter_id"].eq("E-9002").sum())
+    held = result.quarantined[result.quarantined["table"] == schema.RAW_ENCOUNTERS]
+    assert held["reason"].tolist() == [f"encounters.encounter_id: {LABEL_HELD_BACK} (row 1)"]
+    assert held["row_ref"].tolist() == [Pseudonymizer(TEST_KEY)("E-9002")]
+
+
+@pytest.mark.parametrize(
+    ("code_system", "code"),
+    [("ICD10", "I10"), ("ORPHA", "ORPHA:778")],
+)
+def test_an_exact_duplicate_diagnosis_row_holds_nothing_back(code_system: str, code: str) -> None:
+    row = {"encounter_id": "E-9003", "code_system": code_system, "code": code, "rank": 3}
+    result = validate(with_rows(raw_extract(), schema.RAW_DIAGNOSES, [row, row]))
+    assert quarantine_pairs(result.quarantined) == [("diagnoses", "diagnoses.row: exact duplicate of an earlier row")]
+    assert result.counts[schema.RAW_ENCOUNTERS]["quarantined"] == 0
+
+
+def test_a_bad_diagnosis_row_of_an_unknown_or_quarantined_encounter_holds_back_nothing_else() -> None:
+    clean = raw_extract()
+    rows = [{**DIAGNOSIS, "encounter_id": "E-404", "code": "ZZZ.9"}, {**DIAGNOSIS, "encounter_id": None, "rank": 0}]
+    tables = with_rows(clean, schema.RAW_DIAGNOSES, rows)
+    tables[schema.RAW_ENCOUNTERS].loc[tables[schema.RAW_ENCOUNTERS]["encounter_id"] == "E-9001", "centre_level"] = "x"
+    tables = with_rows(tables, schema.RAW_DIAGNOSES, [{**DIAGNOSIS, "encounter_id": "E-9001", "code": "ZZZ.9"}])
+    result = validate(tables)
+    encounter_reasons = rules(result.quarantined.loc[result.quarantined["table"] == "encounters", "reason"])
+    assert encounter_reasons.tolist() == ["encounters.centre_level: not one of primary, secondary, tertiary"]
+    assert result.counts[schema.RAW_ENCOUNTERS]["quarantined"] == 1
+
+
+def test_a_predicate_accepts_any_well_formed_icd10_code() -> None:
+    rows = [{**DIAGNOSIS, "code": code} for code in ("S72.001A", "U07.1", "Z00.00")]
+    tables = with_rows(raw_extract(), schema.RAW_DIAGNOSES, rows)
+    tables = with_rows(tables, schema.RAW_COMORBIDITIES, [{**COMORBIDITY, "icd10_code": "E78.5"}])
+    assert validate(tables, known_icd10=is_icd10_code).quarantined.empty
+    by_set = validate(tables)
+    assert set(rules(by_set.quarantined["reason"])) >= {"diagnoses.code: unknown ICD-10 code"}
 
 
 def test_systolic_below_diastolic_quarantines_both_readings() -> None:
@@ -515,7 +600,7 @@ def test_identifier_content_is_quarantined_with_a_fingerprint_and_no_value(
 ) -> None:
     result = validate(add(table, **changes)(raw_extract()))
     (column, value), q = next(iter(changes.items())), result.quarantined
-    own = q[q["table"] == table]
+    own = q[(q["table"] == table) & (q["field"] == column)]
     row = len(raw_extract()[table])  # the appended row
     assert own["reason"].tolist() == [f"{table}.{column}: identifier content ({kind}) (row {row})"]
     kept = json.loads(own["row_json"].iloc[0])
@@ -533,7 +618,11 @@ def test_row_json_keeps_only_values_that_passed_their_checks() -> None:
         assert kept[column].startswith("fp:"), column
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [c[1:] for c in RULE_CASES], ids=[c[0] for c in RULE_CASES])
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [c[1:] for c in RULE_CASES + DIAGNOSIS_RULE_CASES],
+    ids=[c[0] for c in RULE_CASES + DIAGNOSIS_RULE_CASES],
+)
 def test_no_reason_quotes_a_value(
     mutate: Callable[[dict[str, pd.DataFrame]], dict[str, pd.DataFrame]], expected: list[tuple[str, str]]
 ) -> None:

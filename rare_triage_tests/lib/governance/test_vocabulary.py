@@ -1,6 +1,7 @@
 """Closed vocabularies: the published form of centre and region, membership, and the synthetic source inside them."""
 
 import pandas as pd
+import pytest
 
 from rare_triage.lib import schema
 from rare_triage.lib.governance.vocabulary import (
@@ -37,3 +38,13 @@ def test_raw_vocabulary_tests_cover_codes_and_enumerations() -> None:
     assert [bool(code(c)) for c in ("J18.9", "ORPHA:558", "ORPHA:1", "078-05-1120")] == [True, True, False, False]
     units = in_vocabulary(pd.Series(["Cel", "Ximena Quiroga", None]), tests[(schema.RAW_VITALS, "unit")])
     assert units.tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("code", "known"),
+    [("S72.001A", True), ("Z00.00", True), ("I10", True), ("ZZZ.9", False), ("e11.9", False), ("078-05-1120", False)],
+)
+def test_an_icd10_predicate_accepts_well_formed_codes_only(code: str, known: bool) -> None:
+    tests = raw_vocabulary_tests(lambda _: True, frozenset({558}), frozenset({"HP:0001945"}))
+    assert bool(tests[(schema.RAW_DIAGNOSES, "code")](code)) is known
+    assert bool(tests[(schema.RAW_COMORBIDITIES, "icd10_code")](code)) is known

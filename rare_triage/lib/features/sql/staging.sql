@@ -31,15 +31,23 @@ SELECT
 FROM rt_feat_in_symptoms AS s
 JOIN rt_feat_enc AS e ON e.encounter_key = CAST(s.encounter_key AS VARCHAR);
 
--- any ORPHA diagnosis, and the primary ICD10 code: lowest rank (NULL rank last), then code
+-- any ORPHA diagnosis; the primary ICD10 code: the first (lowest rank, NULL rank last, then code) with an acuity
+-- (rt_feat_acuity: NULL acuity, a Z code, decides nothing); the first code unknown to rt_feat_acuity when it comes
+-- before the primary one (it could decide the label)
 CREATE OR REPLACE TEMP TABLE rt_feat_diag AS
-SELECT eid, has_orpha, primary_icd10.code AS primary_icd10
+SELECT
+    eid,
+    has_orpha,
+    first_known.code AS primary_icd10,
+    CASE WHEN first_known IS NULL OR first_unknown < first_known THEN first_unknown.code END AS unknown_icd10
 FROM (
     SELECT
         e.eid,
         bool_or(d.code_system = 'ORPHA') AS has_orpha,
         min(struct_pack(rank := coalesce(d.rank, {null_rank}), code := d.code))
-            FILTER (WHERE d.code_system = 'ICD10') AS primary_icd10
+            FILTER (WHERE d.code_system = 'ICD10' AND a.acuity IS NOT NULL) AS first_known,
+        min(struct_pack(rank := coalesce(d.rank, {null_rank}), code := d.code))
+            FILTER (WHERE d.code_system = 'ICD10' AND a.code IS NULL) AS first_unknown
     FROM (
         SELECT
             CAST(encounter_key AS VARCHAR) AS encounter_key,
@@ -49,6 +57,7 @@ FROM (
         FROM rt_feat_in_diagnoses
     ) AS d
     JOIN rt_feat_enc AS e ON e.encounter_key = d.encounter_key
+    LEFT JOIN rt_feat_acuity AS a ON a.code = d.code AND d.code_system = 'ICD10'
     GROUP BY e.eid
 );
 

@@ -8,22 +8,30 @@ Mapping choices (documented for integrators):
   diagnoses, linked by ``Condition.encounter`` or by the Encounter listing it. Rank:
   ``Encounter.diagnosis.rank``, else the position in that list, else the next free rank of
   the encounter in Bundle order (so an unranked single diagnosis has rank 1).
-- Category problem-list-item -> comorbidities (ICD10 codes only), clinicalStatus active,
-  recurrence, relapse or absent. Linked to ``Condition.encounter``, else to every encounter
-  of the same patient in the Bundle.
+- Category problem-list-item, or a Condition with no encounter (neither ``Condition.encounter`` nor
+  listed in ``Encounter.diagnosis``) -> comorbidities (ICD-10 codes only) while clinicalStatus is
+  active, recurrence, relapse or absent: on its ``Condition.encounter`` and on every encounter of
+  the same patient in the Bundle/file dated on or after its onset (before any abatement), see
+  ``problem_list.py``. A Condition without category but with an encounter is an encounter diagnosis.
+- Findings: a problem-list Condition coded in SNOMED CT, ICD-10 or UMLS whose code has an HPO cross-reference
+  adds present symptom rows on the encounters it is attached to as history (``findings.py``); never on the
+  encounter it is a diagnosis of: an encounter's diagnoses are what it concluded (its label), not what it saw.
 - verificationStatus entered-in-error or refuted: skipped.
 """
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from rare_triage.lib.ingest.fhir.bundle import CONDITION_CATEGORY_SYSTEM, BundleIndex, codes_in, codings
+from rare_triage.lib.ingest.fhir.counts import ImportCounts
+from rare_triage.lib.ingest.fhir.findings import finding_hpo_ids, finding_rows
+from rare_triage.lib.ingest.fhir.problem_list import problem_encounters
 
 ICD10_SYSTEM_PREFIX: Final = "http://hl7.org/fhir/sid/icd-10"
 ORPHA_SYSTEMS: Final = frozenset({"http://www.orpha.net", "https://www.orpha.net"})
 SKIPPED_VERIFICATION: Final = frozenset({"entered-in-error", "refuted"})
-ACTIVE_CLINICAL_STATUSES: Final = frozenset({"active", "recurrence", "relapse"})
 ENCOUNTER_DIAGNOSIS: Final = "encounter-diagnosis"
 PROBLEM_LIST_ITEM: Final = "problem-list-item"
 
@@ -34,13 +42,15 @@ class ConditionRows:
 
     diagnoses: list[dict[str, Any]] = field(default_factory=list)
     comorbidities: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
     ignored: int = 0
+    counts: ImportCounts = field(default_factory=ImportCounts)
 
 
 def condition_rows(
-    index: BundleIndex, encounters_by_patient: dict[str, list[str]], skipped_encounters: set[str]
+    index: BundleIndex, patient_encounters: dict[str, list[tuple[str, dt.date]]], skipped_encounters: set[str]
 ) -> ConditionRows:
-    """Diagnosis and comorbidity rows of every Condition; ``ignored`` counts those without ICD-10/ORPHA code."""
+    """Diagnosis, comorbidity and finding rows of every Condition; ``ignored`` counts those without ICD-10/ORPHA."""
     listed = _listed_diagnoses(index)
     next_rank: dict[str, int] = defaultdict(int)
     for encounter_id, rank in listed.values():
@@ -51,28 +61,51 @@ def condition_rows(
         if SKIPPED_VERIFICATION & set(codes_in([condition.verificationStatus])):
             continue
         codes = condition_codes(condition, label)
-        if not codes:
-            rows.ignored += 1
-            continue
+        rows.ignored += not codes
+        hpo_ids = finding_hpo_ids([condition.code], rows.counts)
         categories = set(codes_in(condition.category or [], CONDITION_CATEGORY_SYSTEM)) or set(
             codes_in(condition.category or [])
         )
-        if ENCOUNTER_DIAGNOSIS in categories or (not categories and key in listed):
+        recorded_at, _ = index.resolve(condition.encounter, "Encounter")
+        linked = recorded_at is not None or key in listed
+        diagnosed_at: str | None = None
+        if linked and (ENCOUNTER_DIAGNOSIS in categories or not categories):
             encounter_id, rank = _diagnosis_link(key, condition, index, listed=listed, next_rank=next_rank, label=label)
             if encounter_id not in skipped_encounters:
+                diagnosed_at = encounter_id
                 rows.diagnoses.extend(
                     {"encounter_id": encounter_id, "code_system": system, "code": code, "rank": rank}
                     for system, code in codes
                 )
-        if PROBLEM_LIST_ITEM in categories and _is_active(condition):
-            for encounter_id in _comorbidity_encounters(condition, index, encounters_by_patient):
-                if encounter_id not in skipped_encounters:
-                    rows.comorbidities.extend(
-                        {"encounter_id": encounter_id, "icd10_code": code}
-                        for system, code in codes
-                        if system == "ICD10"
-                    )
+        if PROBLEM_LIST_ITEM in categories or not linked:
+            problem = _problem_list_encounters(condition, index, patient_encounters, recorded_at, skipped_encounters)
+            _add_problem(rows, problem, [code for system, code in codes if system == "ICD10"])
+            history = [e for e in problem if e != diagnosed_at]
+            rows.findings.extend(finding_rows(history, hpo_ids, present=True))
     return rows
+
+
+def _add_problem(rows: ConditionRows, encounter_ids: list[str], icd10_codes: list[str]) -> None:
+    rows.counts.problem_list_seen += 1
+    if not encounter_ids:
+        return
+    rows.counts.problem_list_attached += 1
+    rows.counts.problem_list_without_icd10 += not icd10_codes
+    added = [{"encounter_id": e, "icd10_code": code} for e in encounter_ids for code in icd10_codes]
+    rows.comorbidities.extend(added)
+    rows.counts.comorbidity_rows += len(added)
+
+
+def _problem_list_encounters(
+    condition: Any,
+    index: BundleIndex,
+    patient_encounters: dict[str, list[tuple[str, dt.date]]],
+    recorded_at: str | None,
+    skipped_encounters: set[str],
+) -> list[str]:
+    patient_id, _ = index.resolve(condition.subject, "Patient")
+    candidates = patient_encounters.get(patient_id, []) if patient_id is not None else []
+    return [e for e in problem_encounters(condition, candidates, recorded_at) if e not in skipped_encounters]
 
 
 def condition_codes(condition: Any, label: str) -> list[tuple[str, str]]:
@@ -129,18 +162,3 @@ def _diagnosis_link(
         )
     next_rank[encounter_id] += 1
     return encounter_id, next_rank[encounter_id]
-
-
-def _is_active(condition: Any) -> bool:
-    statuses = set(codes_in([condition.clinicalStatus]))
-    return not statuses or bool(statuses & ACTIVE_CLINICAL_STATUSES)
-
-
-def _comorbidity_encounters(
-    condition: Any, index: BundleIndex, encounters_by_patient: dict[str, list[str]]
-) -> list[str]:
-    encounter_id, _ = index.resolve(condition.encounter, "Encounter")
-    if encounter_id is not None:
-        return [encounter_id]
-    patient_id, _ = index.resolve(condition.subject, "Patient")
-    return encounters_by_patient.get(patient_id, []) if patient_id is not None else []

@@ -15,6 +15,11 @@ Mapping choices (documented for integrators):
 - Pain score (LOINC 72514-3, the highest one per encounter) goes on that encounter's
   HP:0012531 Pain rows whose severity is not set; without a Pain row, one is added,
   present when the score is above 0.
+- Findings: an Observation without a vital/pain/HPO code, without valueQuantity, coded in SNOMED CT,
+  ICD-10 or UMLS, gives one symptom row per HPO term cross-referencing a code (``findings.py``):
+  absent when its value is No/Absent (LOINC LA9634-2, SNOMED 373067005 / 2667000) or false.
+- An Observation without ``encounter`` goes to the patient's encounter on its effective day
+  (``effective[x]``, else ``issued``); with none it is skipped and counted (``observations_unlinked``).
 - Observations with status entered-in-error or cancelled are skipped.
 """
 
@@ -33,6 +38,8 @@ from rare_triage.lib.ingest.fhir.bundle import (
     to_day,
     to_float,
 )
+from rare_triage.lib.ingest.fhir.counts import ImportCounts
+from rare_triage.lib.ingest.fhir.findings import finding_hpo_ids, finding_rows, observed_presence
 from rare_triage.lib.schema import PAIN_HPO, PAIN_SCORE_LOINC, SPO2_ALT_LOINC, VITAL_LOINC
 
 HPO_SYSTEMS: Final = frozenset(
@@ -83,13 +90,22 @@ class ObservationRows:
     vitals: list[dict[str, Any]] = field(default_factory=list)
     symptoms: list[dict[str, Any]] = field(default_factory=list)
     pain_scores: dict[str, float] = field(default_factory=dict)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    counts: ImportCounts = field(default_factory=ImportCounts)
+    patient_days: dict[tuple[str, dt.date], str] = field(default_factory=dict)
 
 
 def observation_rows(
-    index: BundleIndex, encounter_days: dict[str, dt.date], skipped_encounters: set[str]
+    index: BundleIndex,
+    encounter_days: dict[str, dt.date],
+    skipped_encounters: set[str],
+    patient_days: dict[tuple[str, dt.date], str] | None = None,
 ) -> ObservationRows:
-    """Vitals and symptom rows of every mapped Observation, with pain scores merged into the symptoms."""
-    rows = ObservationRows()
+    """Vitals, symptom and finding rows of every mapped Observation, pain scores merged into the symptoms.
+
+    ``patient_days`` ((patient id, day) -> encounter id) links Observations that reference no Encounter.
+    """
+    rows = ObservationRows(patient_days=patient_days or {})
     for key, observation in index.of_type("Observation"):
         if observation.status not in SKIPPED_OBSERVATION_STATUSES:
             _collect(
@@ -144,12 +160,20 @@ def _collect(
     ]
     hpo_ids = [normalize_hpo_id(c.code, label) for c in codings(observation.code) if c.system in HPO_SYSTEMS and c.code]
     is_pain = PAIN_SCORE_LOINC in loinc
-    if not (vital_code or component_vitals or hpo_ids or is_pain):
+    is_finding = not (vital_code or component_vitals or hpo_ids or is_pain) and observation.valueQuantity is None
+    finding_ids = finding_hpo_ids([observation.code], rows.counts) if is_finding else ()
+    if not (vital_code or component_vitals or hpo_ids or is_pain or finding_ids):
         return
-    encounter_id, _ = index.resolve(observation.encounter, "Encounter")
+    encounter_id = _encounter_of(observation, index, rows.patient_days)
     if encounter_id is None:
-        raise ValueError(f"invalid FHIR {label}: field encounter: a vital sign or symptom must reference its Encounter")
+        rows.counts.observations_unlinked += 1
+        return
     if encounter_id in skipped_encounters:
+        return
+    if finding_ids:
+        present = observed_presence(observation)
+        if present is not None:
+            rows.findings.extend(finding_rows([encounter_id], finding_ids, present))
         return
     if vital_code and observation.valueQuantity is not None:
         rows.vitals.append(_vital(encounter_id, vital_code, observation.valueQuantity, label))
@@ -165,6 +189,18 @@ def _collect(
             severity = _component_number(observation, SEVERITY_COMPONENT_CODES)
             duration = _duration_days(observation, encounter_days.get(encounter_id), label)
             rows.symptoms.append(_symptom(encounter_id, hpo_ids[0], present, severity, duration))
+
+
+def _encounter_of(observation: Any, index: BundleIndex, patient_days: dict[tuple[str, dt.date], str]) -> str | None:
+    """The referenced Encounter, else the patient's encounter on the Observation's day."""
+    encounter_id, _ = index.resolve(observation.encounter, "Encounter")
+    if encounter_id is not None:
+        return encounter_id
+    patient_id, _ = index.resolve(observation.subject, "Patient")
+    period = observation.effectivePeriod
+    day = to_day(observation.effectiveDateTime or observation.effectiveInstant or (period.start if period else None))
+    day = day or to_day(observation.issued)
+    return patient_days.get((patient_id, day)) if patient_id is not None and day is not None else None
 
 
 def _vital_code(loinc_codes: Iterable[str]) -> str | None:

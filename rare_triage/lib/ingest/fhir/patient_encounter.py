@@ -5,11 +5,7 @@ Mapping choices (documented for integrators):
   (national person id of country xxx), or with system ``http://hl7.org/fhir/sid/us-ssn``.
 - name/telecom/address: the ``official``/``home`` entry if any, else the first one not marked ``old``.
 - birthDate: a partial date is imputed to its middle (``1980`` -> 1980-07-01, ``1980-05`` -> 1980-05-15).
-- centre_id: the Organization id of ``serviceProvider``, else the ``managingOrganization`` of the
-  first ``location`` (a Location in the Bundle), else the Location id.
-- centre_level and region come from that Organization when it is in the Bundle:
-  ``Organization.type`` coding whose code is primary/secondary/tertiary (canonical system
-  ``<RARE_TRIAGE_FHIR_BASE>/CodeSystem/centre-level``) and ``Organization.address[0].state``.
+- centre_id, centre_level, region: see ``centre.py``; never missing (explicit ``other`` / inferred level).
 - consultation_type: an ``Encounter.type`` coding of ``<RARE_TRIAGE_FHIR_BASE>/CodeSystem/consultation-type``
   wins; else from ``class``: EMER -> emergency, IMP/ACUTE/NONAC -> inpatient, VR -> telehealth,
   AMB -> outpatient_specialist when a serviceType is set, the type is SNOMED 11429006
@@ -32,7 +28,9 @@ from rare_triage.lib.ingest.fhir.bundle import (
     extension_value,
     to_day,
 )
-from rare_triage.lib.schema import CENTRE_LEVELS, CONSULTATION_TYPES
+from rare_triage.lib.ingest.fhir.centre import encounter_centre
+from rare_triage.lib.ingest.fhir.counts import ImportCounts
+from rare_triage.lib.schema import CONSULTATION_TYPES
 
 CENTRE_LEVEL_SYSTEM: Final = f"{RARE_TRIAGE_FHIR_BASE}/CodeSystem/centre-level"
 CONSULTATION_TYPE_SYSTEM: Final = f"{RARE_TRIAGE_FHIR_BASE}/CodeSystem/consultation-type"
@@ -89,7 +87,9 @@ def birth_day(value: dt.date | str | None) -> dt.date | None:
     return dt.date(parts[0], parts[1], 15)
 
 
-def encounter_row(key: str, encounter: Any, index: BundleIndex) -> dict[str, Any] | None:
+def encounter_row(
+    key: str, encounter: Any, index: BundleIndex, counts: ImportCounts | None = None
+) -> dict[str, Any] | None:
     """One ``encounters`` row, or None for a cancelled / entered-in-error Encounter."""
     if encounter.status in SKIPPED_ENCOUNTER_STATUSES:
         return None
@@ -100,17 +100,18 @@ def encounter_row(key: str, encounter: Any, index: BundleIndex) -> dict[str, Any
     day = to_day(encounter.period.start if encounter.period else None)
     if day is None:
         raise ValueError(f"invalid FHIR {label}: field period.start: a full date is required (value withheld)")
-    centre_id, organization = _centre(encounter, index)
-    centre_level = _centre_level(organization)
+    centre = encounter_centre(encounter, index)
+    if counts is not None:
+        counts.add_centre(centre)
     prior_visits = extension_value(encounter, PRIOR_VISITS_EXTENSION)
     return {
         "encounter_id": key,
         "patient_id": patient_id,
         "encounter_date": day,
-        "centre_id": centre_id,
-        "centre_level": centre_level,
-        "region": _region(organization),
-        "consultation_type": consultation_type(encounter, centre_level),
+        "centre_id": centre.centre_id,
+        "centre_level": centre.level,
+        "region": centre.region,
+        "consultation_type": consultation_type(encounter, centre.level),
         "prior_visits_365d": prior_visits,
     }
 
@@ -153,39 +154,3 @@ def _telecom(patient: Any, system: str) -> str | None:
     points = [t for t in patient.telecom or [] if t.system == system and t.value]
     chosen = _preferred(points, "home" if system == "phone" else "work")
     return str(chosen.value) if chosen else None
-
-
-def _centre(encounter: Any, index: BundleIndex) -> tuple[str | None, Any | None]:
-    organization_id, organization = index.resolve(encounter.serviceProvider, "Organization")
-    if organization_id is not None:
-        return organization_id, organization
-    for location_entry in encounter.location or []:
-        location_id, location = index.resolve(location_entry.location, "Location")
-        if location is not None and location.managingOrganization is not None:
-            managing_id, managing = index.resolve(location.managingOrganization, "Organization")
-            if managing_id is not None:
-                return managing_id, managing
-        if location_id is not None:
-            return location_id, None
-    return None, None
-
-
-def _centre_level(organization: Any | None) -> str | None:
-    if organization is None:
-        return None
-    for concept in organization.type or []:
-        for coding in codings(concept):
-            if coding.code and coding.code.lower() in CENTRE_LEVELS:
-                return str(coding.code.lower())
-        if concept.text and concept.text.strip().lower() in CENTRE_LEVELS:
-            return str(concept.text.strip().lower())
-    return None
-
-
-def _region(organization: Any | None) -> str | None:
-    if organization is None:
-        return None
-    for address in organization.address or []:
-        if address.state:
-            return str(address.state)
-    return None

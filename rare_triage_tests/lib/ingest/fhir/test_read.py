@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib.ingest.fhir.bundle import RARE_TRIAGE_FHIR_BASE
+from rare_triage.lib.ingest.fhir.counts import ImportCounts
 from rare_triage.lib.ingest.fhir.read import bundle_to_tables, read_fhir_file
 from rare_triage.lib.schema import RAW_COLUMNS, RAW_DTYPES, RAW_STRING_DTYPE, RAW_TABLES
 from rare_triage_tests.fixtures import FHIR_FIXTURES
@@ -163,7 +164,9 @@ def test_collection_bundle_symptoms_severity_duration_and_pain_score() -> None:
     assert symptoms.loc["HP:0100749", ["severity", "duration_days"]].tolist() == [4.0, 42.0]
     # pain score 4 with no Pain row: a present Pain row carries it
     assert symptoms.loc["HP:0012531", ["present", "severity"]].tolist() == [True, 4.0]
-    assert len(symptoms) == 6
+    # the SNOMED-only problem-list item maps to HPO through hp.obo's xref (Asthma)
+    assert symptoms.loc["HP:0002099", "present"]
+    assert len(symptoms) == 7
 
 
 def test_collection_bundle_diagnoses_and_problem_list() -> None:
@@ -322,12 +325,9 @@ def test_ambulatory_visit_at_a_tertiary_centre_is_specialist() -> None:
     ]
 
 
-def test_centre_outside_the_bundle_keeps_its_id_without_level() -> None:
+def test_centre_outside_the_bundle_keeps_its_id_with_explicit_unknowns() -> None:
     tables = bundle_to_tables(bundle(patient(), encounter(serviceProvider={"reference": "Organization/C09"})))
-    visit = tables["encounters"].iloc[0]
-    assert visit["centre_id"] == "C09"
-    assert visit["centre_level"] is pd.NA
-    assert visit["region"] is pd.NA
+    assert rows(tables["encounters"], "centre_id", "centre_level", "region") == [("C09", "primary", "other")]
 
 
 @pytest.mark.parametrize(
@@ -370,9 +370,15 @@ def test_malformed_hpo_code_names_the_field() -> None:
         bundle_to_tables(bundle(patient(), encounter(), hpo_observation("o1", "fever")))
 
 
-def test_vital_without_encounter_names_the_field() -> None:
-    with pytest.raises(ValueError, match=r"Observation \(entry \d\): field encounter"):
-        bundle_to_tables(bundle(patient(), encounter(), loinc_observation("t1", "8310-5", 38.2, "Cel", encounter=None)))
+@pytest.mark.parametrize(("effective", "linked"), [("2024-03-04T09:00:00Z", 1), ("2024-03-05", 0), (None, 0)])
+def test_vital_without_encounter_goes_to_the_same_day_encounter(effective: str | None, linked: int) -> None:
+    vital = loinc_observation("t1", "8310-5", 38.2, "Cel", encounter=None, effectiveDateTime=effective)
+    counts = ImportCounts()
+    tables = bundle_to_tables(
+        bundle(patient(), encounter(), {**vital, "subject": {"reference": "Patient/p1"}}), counts=counts
+    )
+    assert len(tables["vitals"]) == linked
+    assert counts.observations_unlinked == 1 - linked
 
 
 def test_encounter_without_start_names_the_field() -> None:
