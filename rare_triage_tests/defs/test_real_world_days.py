@@ -129,3 +129,15 @@ def test_a_day_whose_every_encounter_is_quarantined_stores_typed_empty_tables_an
         if m.asset_key.path == ["encounter_features"]
     ]
     assert features == [0]
+
+
+def test_the_fhir_import_counts_are_metadata_of_the_raw_extract(
+    landing_runs: tuple[Path, dict[str, dg.ExecuteInProcessResult]],
+) -> None:
+    _, results = landing_runs
+    raw = {m.asset_key.path[-1]: m.materialization for m in results[FHIR_DAY].get_asset_materialization_events()}
+    counts = raw["raw_ehr_extract"].metadata["fhir_import"].value
+    assert counts["encounters"] == 1 and counts["encounters_with_finding"] == 1
+    assert counts["problem_list_seen"] == 0 and counts["comorbidity_rows"] == 0
+    csv_raw = {m.asset_key.path[-1]: m.materialization for m in results[CSV_DAY].get_asset_materialization_events()}
+    assert "fhir_import" not in csv_raw["raw_ehr_extract"].metadata  # no FHIR file that day

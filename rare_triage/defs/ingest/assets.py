@@ -58,6 +58,7 @@ def raw_ehr_extract(
             "rows": dg.MetadataValue.json({name: len(frame) for name, frame in tables.items()}),
             "rejected_rows": dg.MetadataValue.json(rejected),
             "rejected_rows_total": sum(rejected.values()),
+            **({"fhir_import": dg.MetadataValue.json(landing.fhir.as_dict())} if landing.fhir_files else {}),
         },
     )
     yield raw_schema_result(tables)

@@ -16,7 +16,7 @@ import io
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +27,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from rare_triage.lib.ingest.fhir.counts import ImportCounts
 from rare_triage.lib.ingest.fhir.read import read_fhir_file
 from rare_triage.lib.ingest.raw_contract import Reject, reject_counts, rejects_frame
 from rare_triage.lib.ingest.raw_frames import Conformed, concat_raw_tables, conform_raw_rows, normalize_header
@@ -49,10 +50,13 @@ _ARROW_REASONS: Final = (
 
 @dataclass(frozen=True)
 class LandingDay:
-    """The six ``RAW_*`` tables of a day folder and the source rows left out of them (no row content)."""
+    """The six ``RAW_*`` tables of a day folder, the source rows left out of them (no row content) and the counts
+    of its FHIR files' import (centres filled in, problem list, HPO mapping coverage)."""
 
     tables: dict[str, pd.DataFrame]
     rejects: tuple[Reject, ...] = ()
+    fhir_files: int = 0
+    fhir: ImportCounts = field(default_factory=ImportCounts)
 
     def reject_counts(self) -> dict[str, int]:
         """Rejected rows per raw table, every table present."""
@@ -90,6 +94,7 @@ def read_landing_day_with_rejects(
     table_parts: list[dict[str, pd.DataFrame]] = []
     fhir_parts: list[dict[str, pd.DataFrame]] = []
     rejects: list[Reject] = []
+    fhir = ImportCounts()
     for item in sorted(fs.get_file_info(pafs.FileSelector(folder)), key=lambda i: i.base_name):
         name = item.base_name
         if item.type != pafs.FileType.File or name.startswith((".", "_")):
@@ -98,7 +103,7 @@ def read_landing_day_with_rejects(
         suffix = Path(name).suffix.lower()
         if suffix in FHIR_SUFFIXES:
             with fs.open_input_stream(item.path) as stream:
-                fhir_parts.append(read_fhir_file(stream.read(), name=shown))
+                fhir_parts.append(read_fhir_file(stream.read(), name=shown, counts=fhir))
         elif suffix in TABLE_SUFFIXES:
             table = table_of_file(name, shown)
             conformed = read_table_file(fs, item.path, table, shown)
@@ -109,7 +114,7 @@ def read_landing_day_with_rejects(
     for file, count in Counter(r.file for r in rejects).items():
         logger.warning("%s: rejected %d row(s) (malformed line or unparsable cell; content withheld)", file, count)
     tables = concat_raw_tables([*table_parts, concat_raw_tables(fhir_parts, deduplicate=True)])
-    return LandingDay(tables, tuple(rejects))
+    return LandingDay(tables, tuple(rejects), fhir_files=len(fhir_parts), fhir=fhir)
 
 
 def landing_days(filesystem: pafs.FileSystem, root: str) -> list[str]:
