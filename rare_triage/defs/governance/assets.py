@@ -88,6 +88,7 @@ def anonymized_and_quarantined(
     if schema.RAW_REJECTS in raw:  # extracts stored before rejects were kept have none
         rejects = raw[schema.RAW_REJECTS].to_pandas()
         result = with_ingest_rejects(result, rejects, context.partition_key, pseudonymizer)
+    raw.clear()  # the raw day is no longer needed: free it before the outputs are converted and written
     enc = result.counts[schema.RAW_ENCOUNTERS]
     yield dg.Output(
         result.anonymized,

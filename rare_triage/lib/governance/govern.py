@@ -144,9 +144,7 @@ def govern_in_buckets(
     """`govern_extract` over patient buckets of an Arrow extract, so peak memory follows the bucket, not the day."""
     if n_buckets < 1:
         raise ValueError(f"n_buckets: {n_buckets} must be at least 1")
-    patients = raw[schema.RAW_PATIENTS].to_pandas()
-    patient_values = PatientIdentifierValues.from_patients(patients)
-    del patients
+    patient_values = PatientIdentifierValues.from_patients(raw[schema.RAW_PATIENTS])
     parts = [
         govern_extract(
             bucket,

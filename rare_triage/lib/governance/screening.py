@@ -11,7 +11,9 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from rare_triage.lib import schema
 from rare_triage.lib.identifiers import DATE_IDENTIFIERS, IDENTIFIER_COLUMNS, SCREENED_VALUE_COLUMNS
@@ -50,51 +52,86 @@ def _tokens(folded: str) -> list[str]:
 
 def _folded(values: pd.Series) -> pd.Series:
     text = values.dropna().astype(str)
-    return text.str.normalize("NFKC").str.casefold().str.split().str.join(" ")
+    folded = text.str.normalize("NFKC").str.casefold().str.split().str.join(" ")
+    return folded[folded != ""]
+
+
+def _phrases(folded: pd.Series) -> pd.Series:
+    """Each folded value as its tokens joined by one space (the vectorized ``" ".join(_tokens(value))``)."""
+    joined = folded.str.replace(_TOKEN_SEPARATORS, " ", regex=True).str.strip()
+    return joined[joined != ""]
+
+
+def _hash_set(values: list[pd.Series]) -> np.ndarray:
+    """Sorted distinct 64-bit hashes (pandas' SipHash) of the strings: a set of a million values in 8 MB."""
+    if not values:
+        return np.zeros(0, dtype=np.uint64)
+    strings = pd.concat(values, ignore_index=True).to_numpy(dtype=object)
+    return np.unique(pd.util.hash_array(strings, categorize=False))
+
+
+def _any_in(hashes: np.ndarray, texts: list[str]) -> bool:
+    """Whether any of ``texts`` hashes into ``hashes`` (a 64-bit collision is a false alarm once in 10^12)."""
+    if not texts or not len(hashes):
+        return False
+    probe = pd.util.hash_array(np.asarray(texts, dtype=object), categorize=False)
+    found = hashes[np.minimum(np.searchsorted(hashes, probe), len(hashes) - 1)]
+    return bool((found == probe).any())
 
 
 @dataclass(frozen=True)
 class PatientIdentifierValues:
-    """Identifier values of one extract's patient table: no text cell may equal one or contain a phrase of them."""
+    """Identifier values of one extract's patient table: no text cell may equal one or contain a phrase of them.
 
-    whole: frozenset[str]  # folded values (single given or family names included) a whole cell must not equal
-    phrases: frozenset[str]  # token sequences (full names, MRNs, e-mails, addresses, ...) no cell may contain
+    Held as sorted 64-bit hashes, not strings: a day of a million patients takes tens of MB, not gigabytes.
+    """
+
+    whole: np.ndarray  # hashes of folded values (single given or family names included) a cell must not equal
+    phrases: np.ndarray  # hashes of token sequences (full names, MRNs, e-mails, addresses, ...) no cell may contain
 
     @classmethod
-    def from_patients(cls, patients: pd.DataFrame) -> "PatientIdentifierValues":
-        """From the identifier columns of ``patients`` (names also as full names, in both orders)."""
-        whole: set[str] = set()
-        phrases: set[str] = set()
+    def from_patients(cls, patients: pd.DataFrame | pa.Table) -> "PatientIdentifierValues":
+        """From the identifier columns of ``patients`` (names also as full names, in both orders); an Arrow table
+        is read one column at a time, so a day of a million patients never sits in memory as Python strings."""
+
+        def column_of(name: str) -> pd.Series:
+            return patients.column(name).to_pandas() if isinstance(patients, pa.Table) else patients[name]
+
+        present = set(patients.column_names if isinstance(patients, pa.Table) else patients.columns)
+        whole: list[pd.Series] = []
+        phrases: list[pd.Series] = []
         for column in SCREENED_VALUE_COLUMNS.get(schema.RAW_PATIENTS, ()):
-            if column not in patients.columns:
+            if column not in present:
                 continue
-            values = patients[column]
+            values = column_of(column)
             if column in DATE_IDENTIFIERS:
                 values = pd.to_datetime(values, errors="coerce").dt.strftime("%Y-%m-%d")
-            folded = set(_folded(values)) - {""}
-            whole |= folded
+            folded = _folded(values)
+            whole.append(folded)
             if column not in _NAME_COLUMNS:
-                phrases |= {" ".join(_tokens(v)) for v in folded if len(v) >= 5}
-        if all(c in patients.columns for c in _NAME_COLUMNS):
-            given = patients["given_name"].fillna("").astype(str)
-            family = patients["family_name"].fillna("").astype(str)
+                phrases.append(_phrases(folded[folded.str.len() >= 5]))
+        if all(c in present for c in _NAME_COLUMNS):
+            given = column_of("given_name").fillna("").astype(str)
+            family = column_of("family_name").fillna("").astype(str)
             both = (given != "") & (family != "")
             for full in (given[both] + " " + family[both], family[both] + " " + given[both]):
-                folded = set(_folded(full))
-                whole |= folded
-                phrases |= {" ".join(_tokens(v)) for v in folded}
-        return cls(frozenset(whole), frozenset(p for p in phrases if p))
+                folded = _folded(full)
+                whole.append(folded)
+                phrases.append(_phrases(folded))
+        return cls(_hash_set(whole), _hash_set(phrases))
 
     def found_in(self, text: str) -> bool:
         """Whether ``text`` equals an identifier value or contains one of the phrases, token-aligned."""
         folded = fold(text)
-        if folded in self.whole:
+        if _any_in(self.whole, [folded]):
             return True
         tokens = _tokens(folded)
-        for n in range(1, min(len(tokens), _MAX_PHRASE_TOKENS) + 1):
-            if any(" ".join(tokens[i : i + n]) in self.phrases for i in range(len(tokens) - n + 1)):
-                return True
-        return False
+        grams = [
+            " ".join(tokens[i : i + n])
+            for n in range(1, min(len(tokens), _MAX_PHRASE_TOKENS) + 1)
+            for i in range(len(tokens) - n + 1)
+        ]
+        return _any_in(self.phrases, grams)
 
 
 def identifier_kind(text: str, patient_values: PatientIdentifierValues | None = None) -> str | None:

@@ -1,6 +1,8 @@
 """The no_identifiers leak guard: identifier columns and identifier-shaped cells of the anonymized tables."""
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from rare_triage.lib import schema
@@ -117,6 +119,15 @@ def test_patient_values_are_found_as_whole_cells_or_phrases(text: str) -> None:
 @pytest.mark.parametrize("text", ["J18.9", "North", "primary_care", "Quenbyx Aurelia", "Aurelia's visit"])
 def test_other_text_is_not_a_patient_value(text: str) -> None:
     assert identifier_kind(text, _patient_values()) is None
+
+
+def test_patient_values_read_from_arrow_column_by_column_find_the_same_texts() -> None:
+    patients = raw_extract()[schema.RAW_PATIENTS]
+    from_arrow = PatientIdentifierValues.from_patients(pa.Table.from_pandas(patients, preserve_index=False))
+    from_pandas = PatientIdentifierValues.from_patients(patients)
+    assert np.array_equal(from_arrow.whole, from_pandas.whole)
+    assert np.array_equal(from_arrow.phrases, from_pandas.phrases)
+    assert from_arrow.found_in("seen by Aurelia Quenby today") and not from_arrow.found_in("J18.9")
 
 
 def test_a_vocabulary_value_equal_to_a_patient_value_is_exempt() -> None:
