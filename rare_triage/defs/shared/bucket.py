@@ -13,40 +13,18 @@ from typing import Any
 
 import dagster as dg
 
+from rare_triage.defs.shared.s3 import S3Connection
 from rare_triage.lib.deployment.bucket import Bucket, bucket_from_uri, s3_client
 from rare_triage.lib.lake_fs import (
-    DEFAULT_CONNECT_TIMEOUT_S,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_READ_TIMEOUT_S,
-    S3Options,
     s3_limits_from_environ,
 )
 from rare_triage.lib.paths import rare_triage_home
 
 
-class ModelBucketResource(dg.ConfigurableResource):
+class ModelBucketResource(dg.ConfigurableResource, S3Connection):
     """Where published models live: `uri` is a local folder or `s3://bucket/prefix` on `s3_endpoint_url`."""
 
     uri: str
-    s3_endpoint_url: str | None = None
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
-    s3_region: str = "us-east-1"
-    s3_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
-    s3_read_timeout: float = DEFAULT_READ_TIMEOUT_S
-    s3_max_attempts: int = DEFAULT_MAX_ATTEMPTS
-
-    def s3_options(self) -> S3Options:
-        """Endpoint, credentials and limits of the S3 client."""
-        return S3Options(
-            self.s3_endpoint_url,
-            self.s3_access_key_id,
-            self.s3_secret_access_key,
-            self.s3_region,
-            connect_timeout=self.s3_connect_timeout,
-            read_timeout=self.s3_read_timeout,
-            max_attempts=self.s3_max_attempts,
-        )
 
     def get_bucket(self) -> Bucket:
         """The bucket behind `uri`."""

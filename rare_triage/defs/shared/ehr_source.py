@@ -9,13 +9,10 @@ import pandas as pd
 import pyarrow.fs as pafs
 from pydantic import Field
 
+from rare_triage.defs.shared.s3 import S3Connection
 from rare_triage.lib.ingest.landing_zone import LandingDay, read_landing_day_with_rejects
 from rare_triage.lib.ingest.synthetic import DriftScenario, SyntheticConfig, generate_extract
 from rare_triage.lib.lake_fs import (
-    DEFAULT_CONNECT_TIMEOUT_S,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_READ_TIMEOUT_S,
-    S3Options,
     resolve_filesystem,
 )
 from rare_triage.lib.reference.ontology import ReferenceTables
@@ -78,17 +75,10 @@ class SyntheticEhrSource(EhrSource):
         return generate_extract(day, self.synthetic_config(), reference)
 
 
-class LandingZoneEhrSource(EhrSource):
+class LandingZoneEhrSource(EhrSource, S3Connection):
     """Extracts dropped by integrators: `<root_uri>/<YYYY-MM-DD>/` with CSV, Parquet or FHIR R4 Bundles."""
 
     root_uri: str
-    s3_endpoint_url: str | None = None
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
-    s3_region: str = "us-east-1"
-    s3_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
-    s3_read_timeout: float = DEFAULT_READ_TIMEOUT_S
-    s3_max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
     @property
     def source_name(self) -> str:
@@ -96,16 +86,7 @@ class LandingZoneEhrSource(EhrSource):
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:
         """The landing zone's filesystem and its root path inside it."""
-        options = S3Options(
-            self.s3_endpoint_url,
-            self.s3_access_key_id,
-            self.s3_secret_access_key,
-            self.s3_region,
-            connect_timeout=self.s3_connect_timeout,
-            read_timeout=self.s3_read_timeout,
-            max_attempts=self.s3_max_attempts,
-        )
-        return resolve_filesystem(self.root_uri, options)
+        return resolve_filesystem(self.root_uri, self.s3_options())
 
     def read_day(self, day: dt.date, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
         return self.read_day_with_rejects(day, reference).tables

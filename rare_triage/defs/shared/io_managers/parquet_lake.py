@@ -9,11 +9,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from rare_triage.defs.shared.s3 import S3Connection
 from rare_triage.lib.lake_fs import (
-    DEFAULT_CONNECT_TIMEOUT_S,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_READ_TIMEOUT_S,
-    S3Options,
     delete_dir,
     list_parquet_files,
     read_parquet,
@@ -24,7 +21,7 @@ from rare_triage.lib.lake_fs import (
 SINGLE_TABLE = "data"
 
 
-class ParquetLakeIOManager(dg.ConfigurableIOManager):
+class ParquetLakeIOManager(dg.ConfigurableIOManager, S3Connection):
     """Stores a DataFrame, or a mapping of table name to DataFrame, as Parquet.
 
     Layout: ``<base_uri>/<asset key>/partition_day=<key>/<table>.parquet`` (``data.parquet`` for a single
@@ -34,26 +31,10 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager):
     """
 
     base_uri: str
-    s3_endpoint_url: str | None = None
-    s3_access_key_id: str | None = None
-    s3_secret_access_key: str | None = None
-    s3_region: str = "us-east-1"
-    s3_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
-    s3_read_timeout: float = DEFAULT_READ_TIMEOUT_S
-    s3_max_attempts: int = DEFAULT_MAX_ATTEMPTS
     load_as_arrow: bool = False
 
     def _filesystem(self) -> tuple[pafs.FileSystem, str]:
-        options = S3Options(
-            self.s3_endpoint_url,
-            self.s3_access_key_id,
-            self.s3_secret_access_key,
-            self.s3_region,
-            connect_timeout=self.s3_connect_timeout,
-            read_timeout=self.s3_read_timeout,
-            max_attempts=self.s3_max_attempts,
-        )
-        return resolve_filesystem(self.base_uri, options)
+        return resolve_filesystem(self.base_uri, self.s3_options())
 
     def _asset_dir(self, root: str, key: dg.AssetKey) -> str:
         return posixpath.join(root, *key.path)
