@@ -7,7 +7,6 @@ what it is about to store and raises if either finds anything; the no_identifier
 
 import json
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from rare_triage.lib import schema
+from rare_triage.lib.governance.distinct import fold, map_distinct
 from rare_triage.lib.identifiers import DATE_IDENTIFIERS, IDENTIFIER_COLUMNS, SCREENED_VALUE_COLUMNS
 
 # Shapes of direct identifiers that must never appear in a stored string cell (first match names the kind).
@@ -39,11 +39,6 @@ FINGERPRINT_PREFIX = "fp:"  # keyed fingerprints of quarantined values (validati
 _TOKEN_SEPARATORS = re.compile(r"[\s,;()\[\]{}<>\"'|]+")
 _NAME_COLUMNS = ("given_name", "family_name")
 _MAX_PHRASE_TOKENS = 8
-
-
-def fold(text: str) -> str:
-    """Case-, width- and spacing-insensitive form of a text."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def _tokens(folded: str) -> list[str]:
@@ -146,10 +141,7 @@ def identifier_kind(text: str, patient_values: PatientIdentifierValues | None = 
 
 def identifier_kinds(values: pd.Series, patient_values: PatientIdentifierValues | None = None) -> pd.Series:
     """``identifier_kind`` of each cell (as text), once per distinct value; None where clean or missing."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    kinds = [identifier_kind(str(u), patient_values) for u in uniques]
-    lookup = pd.Series([*kinds, None], dtype=object)
-    return pd.Series(lookup.to_numpy()[codes], index=values.index, dtype=object)
+    return map_distinct(values, lambda value: identifier_kind(str(value), patient_values))
 
 
 def is_text(values: pd.Series) -> bool:

@@ -22,9 +22,11 @@ import pandas as pd
 
 from rare_triage.lib import schema
 from rare_triage.lib.governance.anonymize import age_in_years
+from rare_triage.lib.governance.distinct import membership, test_distinct
 from rare_triage.lib.governance.screening import FINGERPRINT_PREFIX, PatientIdentifierValues, screen_raw_table
 from rare_triage.lib.governance.vocabulary import (
     OPEN_VOCABULARY_TESTS,
+    ORPHA_CODE,
     VocabularyTests,
     in_vocabulary,
     raw_vocabulary_tests,
@@ -35,7 +37,6 @@ from rare_triage.lib.reference.icd10 import is_icd10_code
 MAX_AGE_YEARS = 120
 SEVERITY_RANGE = (0.0, 10.0)
 _HPO_ID = re.compile(r"HP:\d{7}")
-_ORPHA_CODE = re.compile(r"ORPHA:(\d+)")
 _BLANKS = ("", " ", "  ", "\t", "\n", "\r\n", "\xa0")
 ROW_FIELD = "row"  # the field of a whole-row problem (exact duplicate)
 LABEL_HELD_BACK = "a diagnosis row was quarantined, the label could change"
@@ -58,11 +59,6 @@ class ValidationResult:
 
 Reason = str | Callable[[pd.DataFrame], Iterable[str]]
 CodeTest = Callable[[str], bool] | frozenset[str]
-
-
-def _membership(known: CodeTest) -> Callable[[str], bool]:
-    """A code list or a predicate as a predicate."""
-    return known.__contains__ if isinstance(known, (set, frozenset)) else known
 
 
 class _Issues:
@@ -111,16 +107,6 @@ def _key_index(keys: pd.Series) -> pd.Index:
 
 def _in_keys(values: pd.Series, keys: pd.Index) -> pd.Series:
     return pd.Series(keys.get_indexer(values) >= 0, index=values.index)
-
-
-def _per_distinct(values: pd.Series, predicate: Callable[[object], bool], *, default: bool) -> pd.Series:
-    """``predicate`` of each value, evaluated once per distinct value; ``default`` for missing values.
-
-    Meant for vocabulary-sized columns; on key columns it still costs one call per key.
-    """
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    lookup = np.fromiter((predicate(u) for u in uniques), dtype=bool, count=len(uniques))
-    return pd.Series(np.append(lookup, default)[codes], index=values.index)
 
 
 def _not_one_of(allowed: Iterable[str]) -> str:
@@ -288,7 +274,7 @@ def _is_hpo_id(value: object) -> bool:
 
 def _orpha_number(value: object) -> float:
     """ORPHA:558 -> 558.0; NaN when the value is not an ORPHA code."""
-    match = _ORPHA_CODE.fullmatch(value) if isinstance(value, str) else None
+    match = ORPHA_CODE.fullmatch(value) if isinstance(value, str) else None
     return float(match.group(1)) if match else np.nan
 
 
@@ -296,11 +282,11 @@ def _check_symptoms(s: pd.DataFrame, known_hpo: CodeTest, issues: _Issues) -> No
     t = schema.RAW_SYMPTOMS
     hpo = s["hpo_id"]
     hpo_missing = _missing(hpo)
-    well_formed = _per_distinct(hpo, _is_hpo_id, default=False)
+    well_formed = test_distinct(hpo, _is_hpo_id, default=False)
     issues.add(t, s, hpo_missing, "hpo_id", "missing")
     issues.add(t, s, ~hpo_missing & ~well_formed, "hpo_id", "not an HPO id (HP:nnnnnnn)")
-    is_known = _membership(known_hpo)
-    known = _per_distinct(hpo, lambda h: isinstance(h, str) and _is_hpo_id(h) and bool(is_known(h)), default=False)
+    is_known = membership(known_hpo)
+    known = test_distinct(hpo, lambda h: isinstance(h, str) and _is_hpo_id(h) and bool(is_known(h)), default=False)
     issues.add(t, s, well_formed & ~known, "hpo_id", "unknown HPO term")
     present = s["present"]
     issues.add(t, s, present.isna(), "present", "missing")
@@ -319,9 +305,9 @@ def _check_icd10(
     table: str, frame: pd.DataFrame, column: str, *, candidates: pd.Series, known_icd10: CodeTest, issues: _Issues
 ) -> None:
     """ICD-10 codes: the syntax first (ICD10_PATTERN), then membership of ``known_icd10``."""
-    well_formed = _per_distinct(frame[column], is_icd10_code, default=False)
-    is_known = _membership(known_icd10)
-    known = _per_distinct(frame[column], lambda c: is_icd10_code(c) and bool(is_known(str(c))), default=False)
+    well_formed = test_distinct(frame[column], is_icd10_code, default=False)
+    is_known = membership(known_icd10)
+    known = test_distinct(frame[column], lambda c: is_icd10_code(c) and bool(is_known(str(c))), default=False)
     issues.add(table, frame, candidates & ~well_formed, column, NOT_ICD10)
     issues.add(table, frame, candidates & well_formed & ~known, column, "unknown ICD-10 code")
 

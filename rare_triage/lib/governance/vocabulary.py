@@ -9,36 +9,24 @@ Per column, what happens to a value outside its vocabulary:
 """
 
 import re
-import unicodedata
 from collections.abc import Callable
 from typing import Final
 
-import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
+from rare_triage.lib.governance.distinct import fold, map_distinct, membership, test_distinct
 from rare_triage.lib.reference.icd10 import is_icd10_code
 
 _CENTRE_ID = re.compile(schema.CENTRE_ID_PATTERN)
 
 
-def _fold(text: str) -> str:
-    """Case-, width- and spacing-insensitive form of a label."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-_REGION_OF_FOLDED: Final = {_fold(region): region for region in schema.REGIONS}
-
-
-def _map_distinct(values: pd.Series, mapping: dict[object, object], missing: object = None) -> pd.Series:
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    lookup = np.asarray([mapping.get(u) for u in uniques] + [missing], dtype=object)
-    return pd.Series(lookup[codes], index=values.index, dtype=object)
+_REGION_OF_FOLDED: Final = {fold(region): region for region in schema.REGIONS}
 
 
 def canonical_region(value: object) -> str | None:
     """The vocabulary spelling of a region, or None when it is not one."""
-    return _REGION_OF_FOLDED.get(_fold(value)) if isinstance(value, str) else None
+    return _REGION_OF_FOLDED.get(fold(value)) if isinstance(value, str) else None
 
 
 def is_centre_id(value: object) -> bool:
@@ -48,27 +36,21 @@ def is_centre_id(value: object) -> bool:
 
 def published_regions(values: pd.Series) -> pd.Series:
     """Regions in vocabulary spelling, OTHER_CATEGORY for anything else (missing stays missing)."""
-    uniques = pd.unique(values.dropna())
-    mapping: dict[object, object] = {u: canonical_region(u) or schema.OTHER_CATEGORY for u in uniques}
-    return _map_distinct(values, mapping)
+    return map_distinct(values, lambda value: canonical_region(value) or schema.OTHER_CATEGORY)
 
 
 def published_centres(values: pd.Series) -> pd.Series:
     """Centre registry codes as they are, OTHER_CATEGORY for anything else (missing stays missing)."""
-    uniques = pd.unique(values.dropna())
-    mapping: dict[object, object] = {u: u if is_centre_id(u) else schema.OTHER_CATEGORY for u in uniques}
-    return _map_distinct(values, mapping)
+    return map_distinct(values, lambda value: value if is_centre_id(value) else schema.OTHER_CATEGORY)
 
 
 def in_vocabulary(values: pd.Series, test: Callable[[str], object]) -> pd.Series:
     """Whether each value is a string accepted by ``test`` (its column's vocabulary), once per distinct value."""
-    uniques = pd.unique(values.dropna())
-    mapping: dict[object, object] = {u: isinstance(u, str) and bool(test(u)) for u in uniques}
-    return _map_distinct(values, mapping, missing=False).astype(bool)
+    return test_distinct(values, lambda value: isinstance(value, str) and test(value), default=False)
 
 
 VocabularyTests = dict[tuple[str, str], Callable[[str], object]]
-_ORPHA_CODE = re.compile(r"ORPHA:(\d+)")
+ORPHA_CODE: Final = re.compile(r"ORPHA:(\d+)")  # the syntax of an Orphanet code
 # Columns published as OTHER_CATEGORY outside their vocabulary (every other vocabulary column quarantines).
 OPEN_VOCABULARY_TESTS: Final[VocabularyTests] = {
     (schema.RAW_ENCOUNTERS, "centre_id"): is_centre_id,
@@ -82,16 +64,16 @@ def raw_vocabulary_tests(
     known_hpo: Callable[[str], bool] | frozenset[str],
 ) -> VocabularyTests:
     """(raw table, column) -> membership test of the column's closed vocabulary, for every text column."""
-    in_icd10 = known_icd10.__contains__ if isinstance(known_icd10, (set, frozenset)) else known_icd10
+    in_icd10 = membership(known_icd10)
 
     def is_icd10(code: str) -> bool:
         return is_icd10_code(code) and bool(in_icd10(code))
 
     def is_diagnosis_code(code: str) -> bool:
-        match = _ORPHA_CODE.fullmatch(code)
+        match = ORPHA_CODE.fullmatch(code)
         return is_icd10(code) or (match is not None and int(match.group(1)) in known_orpha)
 
-    is_hpo = known_hpo.__contains__ if isinstance(known_hpo, (set, frozenset)) else known_hpo
+    is_hpo = membership(known_hpo)
     loinc = frozenset({*schema.VITAL_LOINC, schema.SPO2_ALT_LOINC})
     return {
         (schema.RAW_PATIENTS, "sex"): frozenset(schema.SEXES).__contains__,
