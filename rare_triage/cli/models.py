@@ -6,7 +6,6 @@ environment they are given. A failure ends the command with exit code 1 and one 
 
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -16,7 +15,7 @@ from rare_triage.defs.deployment.promotion import promote_to_prod_job, rollback_
 from rare_triage.defs.deployment.registry import registry_hashes
 from rare_triage.defs.shared import keys
 from rare_triage.defs.shared.bucket import build_bucket_resource
-from rare_triage.defs.shared.mlflow import MlflowTracking
+from rare_triage.defs.shared.mlflow import MLFLOW_DB, MlflowTracking, default_mlflow_dir
 from rare_triage.defs.shared.resources import build_mlflow_resource
 from rare_triage.lib.deployment.bucket import Bucket, BucketError
 from rare_triage.lib.deployment.promotion import DEV, PROD, RegistryHashes, recorded_hashes
@@ -27,7 +26,6 @@ from rare_triage.lib.deployment.publication import (
     published_versions,
     read_pointer,
 )
-from rare_triage.lib.paths import rare_triage_home
 
 PROMOTE_OP = "promote_dev_to_prod"
 ROLLBACK_OP = "rollback_env"
@@ -47,18 +45,28 @@ def open_bucket(environ: Mapping[str, str]) -> Bucket:
     return bucket
 
 
+def mlflow_of(environ: Mapping[str, str]) -> MlflowTracking:
+    """The MLflow resource of `environ`, its default sqlite store under `environ`'s home (not the process's)."""
+    resource = build_mlflow_resource(environ)
+    if resource.tracking_uri is not None:
+        return resource
+    folder = default_mlflow_dir(environ)
+    folder.mkdir(parents=True, exist_ok=True)
+    return MlflowTracking(
+        tracking_uri=f"sqlite:///{folder / MLFLOW_DB}",
+        registry_uri=resource.registry_uri,
+        artifact_location=resource.artifact_location or (folder / "artifacts").as_uri(),
+    )
+
+
 def _registry(environ: Mapping[str, str], notes: list[str]) -> RegistryHashes | None:
     """The registry's recorded hashes; None when the local store was never created (nothing recorded there)."""
-    tracking = environ.get("RARE_TRIAGE_MLFLOW_TRACKING_URI")
-    if not tracking:
-        store = rare_triage_home(environ) / "mlflow" / "mlflow.db"
-        if not Path(store).is_file():
-            notes.append(f"registry: not checked (no MLflow store at {store})")
-            return None
-        tracking = f"sqlite:///{store}"
-    lookup = registry_hashes(
-        MlflowTracking(tracking_uri=tracking, registry_uri=environ.get("RARE_TRIAGE_MLFLOW_REGISTRY_URI") or None)
-    )
+    resource = build_mlflow_resource(environ)
+    store = default_mlflow_dir(environ) / MLFLOW_DB
+    if resource.tracking_uri is None and not store.is_file():
+        notes.append(f"registry: not checked (no MLflow store at {store})")
+        return None
+    lookup = registry_hashes(mlflow_of(environ))
 
     def guarded(number: str) -> RecordedHashes | None:
         try:
@@ -118,7 +126,7 @@ def run_job(job_name: str, run_config: dict[str, Any], environ: Mapping[str, str
     """Execute a deployment job against the environment's instance, bucket and MLflow registry."""
     resources = {
         keys.BUCKET: build_bucket_resource(environ, resolve_credentials=True),
-        keys.MLFLOW: build_mlflow_resource(environ),
+        keys.MLFLOW: mlflow_of(environ),
     }
     defs = dg.Definitions(jobs=[promote_to_prod_job, rollback_job], resources=resources)
     with open_instance(environ) as instance:

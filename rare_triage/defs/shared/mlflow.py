@@ -22,9 +22,12 @@ DEFAULT_REGISTERED_MODEL = "rare-triage"
 PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
-def default_mlflow_dir() -> Path:
-    """<rare_triage_home>/mlflow (resolved when used, never at import)."""
-    return rare_triage_home() / "mlflow"
+MLFLOW_DB = "mlflow.db"
+
+
+def default_mlflow_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """<rare_triage_home>/mlflow of `environ` (os.environ by default; resolved when used, never at import)."""
+    return rare_triage_home(environ) / "mlflow"
 
 
 class MlflowTracking(dg.ConfigurableResource):
@@ -47,7 +50,7 @@ class MlflowTracking(dg.ConfigurableResource):
             return self.tracking_uri
         folder = default_mlflow_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{folder / 'mlflow.db'}"
+        return f"sqlite:///{folder / MLFLOW_DB}"
 
     def resolved_artifact_location(self) -> str | None:
         if self.artifact_location:
