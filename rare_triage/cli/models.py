@@ -21,6 +21,7 @@ from rare_triage.lib.deployment.bucket import Bucket, BucketError
 from rare_triage.lib.deployment.promotion import DEV, PROD, RegistryHashes, recorded_hashes
 from rare_triage.lib.deployment.publication import (
     IntegrityError,
+    ListedVersion,
     RecordedHashes,
     inspect_version,
     published_versions,
@@ -47,16 +48,7 @@ def open_bucket(environ: Mapping[str, str]) -> Bucket:
 
 def mlflow_of(environ: Mapping[str, str]) -> MlflowTracking:
     """The MLflow resource of `environ`, its default sqlite store under `environ`'s home (not the process's)."""
-    resource = build_mlflow_resource(environ)
-    if resource.tracking_uri is not None:
-        return resource
-    folder = default_mlflow_dir(environ)
-    folder.mkdir(parents=True, exist_ok=True)
-    return MlflowTracking(
-        tracking_uri=f"sqlite:///{folder / MLFLOW_DB}",
-        registry_uri=resource.registry_uri,
-        artifact_location=resource.artifact_location or (folder / "artifacts").as_uri(),
-    )
+    return build_mlflow_resource(environ)
 
 
 def _registry(environ: Mapping[str, str], notes: list[str]) -> RegistryHashes | None:
@@ -93,8 +85,17 @@ def _env_line(bucket: Bucket, env: str, registry: RegistryHashes | None) -> tupl
     return f"{env}: {pointer.version} ok (since {pointer.updated_at}; files match {sources})", True
 
 
+def _listed(listed: ListedVersion) -> str:
+    if listed.old_format:
+        return f"{listed.version} (older manifest format, not servable)"
+    return listed.version + (" (unreadable)" if listed.problem else "")
+
+
 def status_report(environ: Mapping[str, str]) -> tuple[str, bool]:
-    """Which version each env serves, verified (ok / MISMATCH), and every published version; and whether all is ok."""
+    """Which version each env serves, verified (ok / MISMATCH), and every published version; and whether all is ok.
+
+    A version of an older manifest format is listed with its format but fails the report only where an env serves it.
+    """
     bucket = open_bucket(environ)
     notes: list[str] = []
     registry = _registry(environ, notes)
@@ -107,9 +108,9 @@ def status_report(environ: Mapping[str, str]) -> tuple[str, bool]:
         published = published_versions(bucket)
     except BucketError as exc:
         raise CommandError(f"status: {exc}") from exc
-    lines.append("published: " + (", ".join(v + (" (unreadable)" if p else "") for v, p in published) or "-"))
-    lines += [f"  {problem}" for _, problem in published if problem]
-    all_ok = all_ok and not any(problem for _, problem in published)
+    lines.append("published: " + (", ".join(_listed(listed) for listed in published) or "-"))
+    lines += [f"  {listed.problem}" for listed in published if listed.problem]
+    all_ok = all_ok and not any(listed.problem and not listed.old_format for listed in published)
     return "\n".join([*lines, *notes]), all_ok
 
 

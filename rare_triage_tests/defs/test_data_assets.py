@@ -1,5 +1,6 @@
 """In-process materialization of raw -> anonymized -> features in a temporary folder (local lake)."""
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from rare_triage.defs.governance.assets import anonymized_and_quarantined
+from rare_triage.defs.ingest.assets import raw_ehr_extract
+from rare_triage.defs.reference.assets import hpo_reference_tables
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.ehr_source import EhrSource, SyntheticEhrSource
 from rare_triage.defs.shared.resources import build_resources
@@ -61,7 +65,7 @@ def test_rows_in_equal_rows_out_plus_quarantined(local_run: tuple[Path, dg.Execu
         raw_table = schema.RAW_ENCOUNTERS if table == schema.ANON_ENCOUNTERS else table
         assert counts[raw_table]["in"] == len(raw[raw_table])
         assert counts[raw_table]["valid"] == len(anonymized[table])
-        assert counts[raw_table]["in"] == counts[raw_table]["valid"] + counts[raw_table]["quarantined"]
+        assert counts[raw_table]["in"] == sum(counts[raw_table][f] for f in ("valid", "quarantined", "held"))
     quarantined_encounters = quarantine.loc[quarantine["table"] == "encounters", "row_ref"].nunique()
     assert quarantined_encounters == counts["encounters"]["quarantined"]
     assert (quarantine["reason"].str.len() > 0).all()
@@ -175,3 +179,32 @@ def test_an_identifier_leak_fails_the_governance_step_and_stores_nothing(tmp_pat
     assert (tmp_path / "lake" / "raw_ehr_extract" / f"partition_day={DAY}").exists()
     assert not (tmp_path / "lake" / "anonymized_encounters").exists()
     assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+def test_a_failed_quarantine_write_keeps_the_previous_anonymized_tables_and_records_nothing(tmp_path: Path) -> None:
+    """Both governance outputs of a partition are committed together or not at all (a real filesystem fault: the
+    quarantine's folder cannot be created because a file stands in its place)."""
+    resources = build_resources(local_environ(tmp_path))
+    instance = dg.DagsterInstance.ephemeral()
+    materialize_reference(resources, instance)
+    materialize_day(resources, instance, DAY)
+    anonymized_folder = tmp_path / "lake" / "anonymized_encounters" / f"partition_day={DAY}"
+    before = {path.name: path.read_bytes() for path in anonymized_folder.iterdir()}
+    quarantine_asset = tmp_path / "lake" / "quarantined_records"
+    shutil.rmtree(quarantine_asset)
+    quarantine_asset.write_text("a file where the quarantine folder should be")
+    materializations_before = len(instance.fetch_materializations(c.ANONYMIZED_ENCOUNTERS, limit=100).records)
+
+    result = dg.materialize(
+        [anonymized_and_quarantined, raw_ehr_extract.to_source_asset(), hpo_reference_tables.to_source_asset()],
+        resources=dict(resources),
+        instance=instance,
+        partition_key=DAY,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    assert {path.name: path.read_bytes() for path in anonymized_folder.iterdir()} == before
+    assert result.get_asset_materialization_events() == []
+    assert len(instance.fetch_materializations(c.ANONYMIZED_ENCOUNTERS, limit=100).records) == materializations_before
+    assert not any((tmp_path / "lake" / "_staging").iterdir())

@@ -1,138 +1,50 @@
 """Planted identifiers in every text column kind of a landing-zone day: none is stored outside the raw extract.
 
-The day is a small synthetic extract written as landing CSV files, with an e-mail, an SSN, a full name, a phone
-number, a URL, an IP address, a ZIP, an MRN, a national id and a birth date typed into coded columns, and a full
-name as the region of 8 encounters of one sex. After reference -> raw -> governance -> features, every file of the
-state folder (Parquet and DuckDB decoded, sqlite and logs as bytes) is searched for each planted string.
+The day (`rare_triage_tests.helpers.planted`) is a small synthetic extract written as landing CSV files, with an
+e-mail, an SSN, a full name, a phone number, a URL, an IP address, a ZIP, an MRN, a national id and a birth date typed
+into coded columns, and a full name as the region of 8 encounters of one sex. After reference -> raw -> governance ->
+features, every file of the state folder is searched for each planted string (`search_state`: bytes, and Parquet,
+DuckDB, SQLite, archives decoded). test_privacy_planted_model.py carries the same days through training, ONNX
+export and publication.
 """
 
 import datetime as dt
+import gzip
 import json
-from dataclasses import dataclass
+import pickle
+import sqlite3
+import zipfile
+import zlib
 from pathlib import Path
 
 import dagster as dg
-import duckdb
+import numpy as np
+import onnx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rare_triage.defs.shared.ehr_source import SyntheticEhrSource
 from rare_triage.defs.shared.resources import build_resources
 from rare_triage.lib import schema
 from rare_triage.lib.governance.anonymize import LOCAL_DEVELOPMENT_HMAC_KEY, Pseudonymizer
 from rare_triage.lib.governance.validation import fingerprint
 from rare_triage.lib.reference.ontology import ReferenceTables
 from rare_triage_tests.helpers.materialize import check_results, materialize_day, materialize_reference
-
-DAY = "2025-03-04"
-RAW_FOLDER = Path("lake") / "raw_ehr_extract"
-PLANTED_NAME = ("Ximena", "Quiroga-Planted")
-PLANTED_REGION = "Leocadia Villaseñor"  # a name that is no patient of the extract: only the vocabulary stops it
-
-
-@dataclass(frozen=True)
-class Plant:
-    """One identifier typed into a raw cell."""
-
-    table: str
-    column: str
-    row: int
-    value: str
-
-
-PLANTS = (
-    Plant(schema.RAW_SYMPTOMS, "hpo_id", 5, "ximena.quiroga@example.org"),
-    Plant(schema.RAW_SYMPTOMS, "hpo_id", 9, "12345678Z"),  # Spanish DNI
-    Plant(schema.RAW_DIAGNOSES, "code", 3, "078-05-1120"),  # SSN
-    Plant(schema.RAW_DIAGNOSES, "code", 6, "MRN-PLANT-0042"),  # the planted patient's MRN
-    Plant(schema.RAW_VITALS, "unit", 7, " ".join(PLANTED_NAME)),
-    Plant(schema.RAW_ENCOUNTERS, "consultation_type", 10, "xq.planted@example.net"),
-    Plant(schema.RAW_ENCOUNTERS, "centre_id", 11, "+34 612 345 678"),
-    Plant(schema.RAW_ENCOUNTERS, "centre_level", 12, "192.168.10.77"),
-    Plant(schema.RAW_ENCOUNTERS, "region", 13, "28013"),  # a full ZIP
-    Plant(schema.RAW_COMORBIDITIES, "icd10_code", 2, "https://ximena.example.org/profile"),
+from rare_triage_tests.helpers.planted import (
+    BIRTH_DATE_AS_ENCOUNTER_DATE,
+    DAY,
+    PLANTED_EMAIL,
+    PLANTED_MRN,
+    PLANTED_NAME,
+    PLANTED_REGION,
+    PLANTS,
+    RAW_FOLDER,
+    REGION_ROWS,
+    planted_strings,
+    search_state,
+    write_planted_day,
 )
-BIRTH_DATE_AS_ENCOUNTER_DATE = Plant(schema.RAW_ENCOUNTERS, "encounter_date", 14, "1961-07-23")
-REGION_ROWS = tuple(range(20, 28))
-
-
-def _landing_day(reference: ReferenceTables, root: Path) -> None:
-    """A synthetic day with the planted values, written as the landing CSV files of DAY."""
-    day = dt.date.fromisoformat(DAY)
-    tables = SyntheticEhrSource(encounters_per_day=300, population_size=4000, error_rate=0.0).read_day(day, reference)
-    tables = {name: frame.reset_index(drop=True).copy() for name, frame in tables.items()}
-    patients, encounters = tables[schema.RAW_PATIENTS], tables[schema.RAW_ENCOUNTERS]
-    planted_patient = patients.index[patients["patient_id"] == encounters.loc[0, "patient_id"]][0]
-    patients.loc[planted_patient, ["given_name", "family_name", "mrn", "email", "birth_date"]] = [
-        *PLANTED_NAME,
-        "MRN-PLANT-0042",
-        "ximena.quiroga@example.org",
-        pd.Timestamp(BIRTH_DATE_AS_ENCOUNTER_DATE.value),
-    ]
-    for plant in PLANTS:
-        tables[plant.table].loc[plant.row, plant.column] = plant.value
-    encounters["encounter_date"] = encounters["encounter_date"].dt.strftime("%Y-%m-%d").astype(object)
-    encounters.loc[BIRTH_DATE_AS_ENCOUNTER_DATE.row, "encounter_date"] = BIRTH_DATE_AS_ENCOUNTER_DATE.value
-    # 8 encounters of one sex, one age band and one centre, a full name as region: a class of 8 >= k
-    region_patients = encounters.loc[list(REGION_ROWS), "patient_id"]
-    in_region = patients["patient_id"].isin(region_patients)
-    patients.loc[in_region, ["sex", "birth_date"]] = ["F", pd.Timestamp("1981-02-02")]
-    encounters.loc[list(REGION_ROWS), ["centre_id", "centre_level", "region"]] = ["C01", "primary", PLANTED_REGION]
-    folder = root / DAY
-    folder.mkdir(parents=True)
-    for name, frame in tables.items():
-        frame.to_csv(folder / f"{name}.csv", index=False, date_format="%Y-%m-%d")
-
-
-def _planted_strings() -> list[str]:
-    return [p.value for p in PLANTS] + [BIRTH_DATE_AS_ENCOUNTER_DATE.value, PLANTED_REGION, " ".join(PLANTED_NAME)]
-
-
-def _forms(value: str) -> list[bytes]:
-    """The byte forms a string takes in a file: UTF-8, and JSON-escaped (event logs)."""
-    return sorted({value.encode(), json.dumps(value)[1:-1].encode(), json.dumps(value).encode()[1:-1]})
-
-
-def _parquet_strings(path: Path) -> str:
-    table = pq.read_table(path)
-    cells = [
-        str(v)
-        for column in table.columns
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-        for v in column.to_pylist()
-        if v is not None
-    ]
-    return "\n".join(cells)
-
-
-def _duckdb_strings(path: Path) -> str:
-    with duckdb.connect(str(path), read_only=True) as con:
-        tables = con.sql("select table_schema, table_name from information_schema.tables").fetchall()
-        cells = []
-        for schema_name, table in tables:
-            frame = con.sql(f'select * from "{schema_name}"."{table}"').df()
-            for column in frame.columns:
-                if frame[column].dtype == object:
-                    cells.extend(str(v) for v in frame[column].dropna())
-    return "\n".join(cells)
-
-
-def _hits(home: Path, planted: list[str]) -> dict[str, list[str]]:
-    """planted string -> files of the state folder holding it (bytes, decoded Parquet and DuckDB)."""
-    found: dict[str, list[str]] = {value: [] for value in planted}
-    for path in sorted(p for p in home.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        decoded = ""
-        if path.suffix == ".parquet":
-            decoded = _parquet_strings(path)
-        elif path.suffix == ".duckdb":
-            decoded = _duckdb_strings(path)
-        for value in planted:
-            if any(form in data for form in _forms(value)) or value in decoded:
-                found[value].append(str(path.relative_to(home)))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +53,7 @@ def planted_run(
 ) -> tuple[Path, dg.ExecuteInProcessResult]:
     base = tmp_path_factory.mktemp("planted")
     home, landing = base / "home", base / "landing"
-    _landing_day(reference_tables, landing)
+    write_planted_day(reference_tables, landing)
     environ = {
         "RARE_TRIAGE_HOME": str(home),
         "RARE_TRIAGE_EHR_SOURCE": "landing",
@@ -202,12 +114,52 @@ def test_no_planted_string_is_stored_outside_the_raw_extract(
     planted_run: tuple[Path, dg.ExecuteInProcessResult],
 ) -> None:
     home, _ = planted_run
-    planted = _planted_strings()
-    hits = _hits(home, planted)
-    searched = [p for p in home.rglob("*") if p.is_file()]
-    assert any(p.suffix == ".duckdb" for p in searched)
-    assert any("dagster_home" in p.parts for p in searched)
-    outside = {value: [f for f in files if not f.startswith(str(RAW_FOLDER))] for value, files in hits.items()}
-    assert outside == {value: [] for value in planted}
-    # the raw extract keeps what the hospital sent, identifiers included (by design): the plants are there
-    assert [value for value, files in hits.items() if not files] == [BIRTH_DATE_AS_ENCOUNTER_DATE.value], hits
+    planted = planted_strings()
+    search = search_state(home, planted)
+    assert any(v.endswith(".duckdb#duckdb") for v in search.views)
+    assert any(v.startswith("dagster_home/") and v.endswith("#sqlite") for v in search.views)
+    assert any(v.startswith("lake/quarantined_records/") and v.endswith("#parquet") for v in search.views)
+    assert search.outside(RAW_FOLDER) == {value: [] for value in planted}
+    # the raw extract keeps what the hospital sent, identifiers included (by design): every plant is found there,
+    # the birth date in the decoded date columns
+    assert [value for value, views in search.hits.items() if not views] == [], search.hits
+
+
+def test_the_search_sees_through_every_encoding_it_claims(tmp_path: Path) -> None:
+    """A positive control for `search_state`: a planted value hidden in each decoded kind is found; look-alikes
+    (a longer number, a fraction, a hash) are not."""
+    region, zip_code = PLANTED_REGION, "28013"
+    folders = {name: tmp_path / name / "state" for name in ("found", "not_found")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    found = folders["found"]
+    pq.write_table(pa.table({"day": [dt.date(1961, 7, 23)], "n": [1]}), found / "dates.parquet", compression="zstd")
+    with zipfile.ZipFile(found / "model.skops", "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps({"categories": [region]}))
+    (found / "log.gz").write_bytes(gzip.compress(json.dumps({"unit": " ".join(PLANTED_NAME)}).encode()))
+    (found / "array.pkl").write_bytes(pickle.dumps(np.array([PLANTED_MRN])))  # numpy text: UTF-32
+    con = sqlite3.connect(found / "store.db")
+    con.execute("create table t (body blob)")
+    con.execute("insert into t values (?)", (zlib.compress(zip_code.encode()),))  # as Dagster stores snapshots
+    con.commit()
+    con.close()
+    model = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "schema", json.dumps({"categories": [PLANTED_EMAIL.upper()]})  # ASCII case ignored
+    (found / "model.onnx").write_bytes(model.SerializeToString())
+
+    not_found = folders["not_found"]
+    (not_found / "numbers.json").write_text(
+        json.dumps({"fraction": 0.28013, "longer": 1280139, "hash": "a28013f", "duration_ms": 28013.5})
+    )
+
+    planted = [region, zip_code, "1961-07-23", " ".join(PLANTED_NAME), PLANTED_MRN, PLANTED_EMAIL]
+    assert search_state(found, planted).hits == {
+        region: ["model.skops::schema.json"],
+        zip_code: ["store.db#sqlite-blob-0#inflate"],
+        "1961-07-23": ["dates.parquet#parquet"],
+        " ".join(PLANTED_NAME): ["log.gz#gunzip"],
+        PLANTED_MRN: ["array.pkl"],
+        PLANTED_EMAIL: ["model.onnx", "model.onnx#onnx-strings"],
+    }
+    assert search_state(not_found, planted).hits == {value: [] for value in planted}

@@ -42,7 +42,10 @@ GOVERNANCE_CHECK_SPECS = [
         QUARANTINE_ACCOUNTING,
         asset=c.QUARANTINED_RECORDS,
         blocking=True,
-        description="For every raw table: rows in = rows out + rows quarantined.",
+        description=(
+            "For every raw table: rows in = rows out + rows quarantined + rows held back below k; and for the "
+            "pending pool: rows carried in + held back = released + expired (quarantined) + still pending."
+        ),
     ),
     dg.AssetCheckSpec(
         QUARANTINE_RATE,
@@ -74,7 +77,12 @@ def governance_check_results(result: GovernanceResult, k: int) -> list[dg.AssetC
     findings = identifier_findings(tables)
     encounters = tables[schema.ANON_ENCOUNTERS]
     k_found = k_anonymity(encounters, DEFAULT_QUASI_IDENTIFIERS, engine="pycanon") if len(encounters) else 0
-    unbalanced = {t: n for t, n in result.counts.items() if n["in"] != n["valid"] + n["quarantined"]}
+    unbalanced = {t: n for t, n in result.counts.items() if n["in"] != n["valid"] + n["quarantined"] + n.get("held", 0)}
+    unbalanced_pool = {
+        t: n
+        for t, n in result.pool.items()
+        if n["carried_in"] + n["held"] != n["released"] + n["expired"] + n["carried_out"]
+    }
     enc_counts = result.counts[schema.RAW_ENCOUNTERS]
     share = enc_counts["quarantined"] / enc_counts["in"] if enc_counts["in"] else 0.0
     return [
@@ -99,8 +107,8 @@ def governance_check_results(result: GovernanceResult, k: int) -> list[dg.AssetC
         dg.AssetCheckResult(
             asset_key=c.QUARANTINED_RECORDS,
             check_name=QUARANTINE_ACCOUNTING,
-            passed=not unbalanced,
-            metadata={"counts": dg.MetadataValue.json(result.counts)},
+            passed=not unbalanced and not unbalanced_pool,
+            metadata={"counts": dg.MetadataValue.json(result.counts), "pool": dg.MetadataValue.json(result.pool)},
         ),
         dg.AssetCheckResult(
             asset_key=c.QUARANTINED_RECORDS,

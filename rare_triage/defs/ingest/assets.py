@@ -11,6 +11,7 @@ from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.ehr_source import EhrSource
 from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib import schema
+from rare_triage.lib.ingest.raw_frames import empty_raw_table
 from rare_triage.lib.reference.frames import reference_from_frames
 
 RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=48), warn_window=dt.timedelta(hours=26))
@@ -47,7 +48,11 @@ def raw_ehr_extract(
         absent = [col for col in schema.RAW_COLUMNS[name] if col not in tables[name].columns]
         if absent:
             raise ValueError(f"{ehr_source.source_name} source: table {name!r} lacks column(s) {absent} on {day}")
-    tables = {name: tables[name].loc[:, list(schema.RAW_COLUMNS[name])] for name in schema.RAW_TABLES}
+    # a table without rows is stored with its contract's types, never as null-typed Parquet columns
+    tables = {
+        name: empty_raw_table(name) if tables[name].empty else tables[name].loc[:, list(schema.RAW_COLUMNS[name])]
+        for name in schema.RAW_TABLES
+    }
     rejected = landing.reject_counts()
     yield dg.Output(
         {**tables, schema.RAW_REJECTS: landing.rejects_frame()},  # rejects travel to governance's quarantine

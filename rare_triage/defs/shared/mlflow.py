@@ -42,13 +42,21 @@ class MlflowTracking(dg.ConfigurableResource):
         description="Artifact root of a newly created experiment; default <RARE_TRIAGE_HOME>/mlflow/artifacts "
         "for the local sqlite store, the server's default otherwise",
     )
+    local_dir: str | None = Field(
+        default=None,
+        description="Folder of the local sqlite store and artifacts when no tracking URI is set; default "
+        "<RARE_TRIAGE_HOME>/mlflow of the process",
+    )
     experiment_name: str = Field(default=DEFAULT_EXPERIMENT)
     registered_model_name: str = Field(default=DEFAULT_REGISTERED_MODEL)
+
+    def _local_dir(self) -> Path:
+        return Path(self.local_dir) if self.local_dir else default_mlflow_dir()
 
     def resolved_tracking_uri(self) -> str:
         if self.tracking_uri:
             return self.tracking_uri
-        folder = default_mlflow_dir()
+        folder = self._local_dir()
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / MLFLOW_DB}"
 
@@ -57,7 +65,7 @@ class MlflowTracking(dg.ConfigurableResource):
             return self.artifact_location
         if self.tracking_uri:
             return None
-        folder = default_mlflow_dir() / "artifacts"
+        folder = self._local_dir() / "artifacts"
         folder.mkdir(parents=True, exist_ok=True)
         return folder.as_uri()
 

@@ -34,7 +34,7 @@ from rare_triage.defs.shared.bucket import build_bucket_resource, s3_settings
 from rare_triage.defs.shared.ehr_source import DriftScenarioConfig, LandingZoneEhrSource, SyntheticEhrSource
 from rare_triage.defs.shared.io_managers.duckdb_warehouse import DuckDBWarehouseIOManager
 from rare_triage.defs.shared.io_managers.parquet_lake import ParquetLakeIOManager
-from rare_triage.defs.shared.mlflow import MlflowTracking
+from rare_triage.defs.shared.mlflow import MlflowTracking, default_mlflow_dir
 from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib.paths import rare_triage_home
 
@@ -97,11 +97,13 @@ def build_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def build_mlflow_resource(environ: Mapping[str, str]) -> MlflowTracking:
-    """MLflow tracking and registry: sqlite under RARE_TRIAGE_HOME unless RARE_TRIAGE_MLFLOW_TRACKING_URI is set."""
+    """MLflow tracking and registry: sqlite under `environ`'s RARE_TRIAGE_HOME unless RARE_TRIAGE_MLFLOW_TRACKING_URI
+    is set (the folder is created when first used, not here)."""
     return MlflowTracking(
         tracking_uri=environ.get("RARE_TRIAGE_MLFLOW_TRACKING_URI") or None,
         registry_uri=environ.get("RARE_TRIAGE_MLFLOW_REGISTRY_URI") or None,
         artifact_location=environ.get("RARE_TRIAGE_MLFLOW_ARTIFACT_LOCATION") or None,
+        local_dir=str(default_mlflow_dir(environ)),
     )
 
 

@@ -64,7 +64,9 @@ def iter_buckets_with_rows(
     raw: Mapping[str, pa.Table], n_buckets: int
 ) -> Iterator[tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]]:
     """Each bucket with, per table, the row numbers its rows have in the whole raw table."""
-    assignments = bucket_assignments(raw, n_buckets)
+    # the smallest integer type that holds a bucket number: the assignments stay alive while every bucket is governed
+    compact = np.min_scalar_type(n_buckets - 1)
+    assignments = {table: rows.astype(compact) for table, rows in bucket_assignments(raw, n_buckets).items()}
     for bucket in range(n_buckets):
         rows = {table: np.flatnonzero(assignments[table] == bucket) for table in schema.RAW_TABLES}
         tables = {table: raw[table].take(pa.array(rows[table])).to_pandas() for table in schema.RAW_TABLES}

@@ -1,13 +1,14 @@
 """The governance step of one partition: validate, quarantine, anonymize, enforce k-anonymity, prove no identifier.
 
-Every raw row ends either in the anonymized tables or in the quarantine with its reason; `GovernanceResult.counts`
-says so per table (in = out + quarantined). The leak guard (`guard_outputs`) raises IdentifierLeakError before
+Every raw row ends in the anonymized tables, in the quarantine with its reason, or held back below k (with its
+child rows, for the pending area: lib.governance.pending); `GovernanceResult.counts` says so per table
+(in = valid + quarantined + held). The leak guard (`guard_outputs`) raises IdentifierLeakError before
 anything is returned, so the step stores nothing, when an output holds an identifier column, a raw identifier value
 or an identifier-shaped cell.
 """
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,14 +23,20 @@ from rare_triage.lib.governance.anonymize import (
     assert_no_identifiers,
 )
 from rare_triage.lib.governance.buckets import iter_buckets_with_rows
-from rare_triage.lib.governance.kanonymity import K_ANONYMITY, below_k_quarantine, enforce_k_anonymity
+from rare_triage.lib.governance.distinct import sorted_distinct
+from rare_triage.lib.governance.kanonymity import K_ANONYMITY, enforce_k_anonymity
 from rare_triage.lib.governance.schemas import typed_when_empty
-from rare_triage.lib.governance.screening import PatientIdentifierValues, identifier_findings, quarantine_findings
+from rare_triage.lib.governance.screening import (
+    PatientIdentifierValues,
+    identifier_findings,
+    is_text,
+    quarantine_findings,
+)
 from rare_triage.lib.governance.validation import validate_extract
 from rare_triage.lib.identifiers import SCREENED_VALUE_COLUMNS
 
 RAW_TABLE_OF_ANON = {schema.ANON_ENCOUNTERS: schema.RAW_ENCOUNTERS} | {t: t for t in schema.ANON_CHILD_TABLES}
-CHILD_OF_BELOW_K_REASON = "encounter quarantined: k-anonymity class below k"
+COUNT_FIELDS = ("in", "valid", "quarantined", "held")
 
 
 @dataclass(frozen=True)
@@ -48,34 +55,28 @@ def known_orpha_codes(*sources: Iterable[int | str]) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class GovernanceResult:
-    """Anonymized ANON_* tables, quarantined rows (QUARANTINE_COLUMNS) and the accounting."""
+    """Anonymized ANON_* tables, quarantined rows (QUARANTINE_COLUMNS), the rows held back below k (ANON_* tables of
+    the encounters no generalisation brought to a class of k, with their child rows) and the accounting."""
 
     anonymized: dict[str, pd.DataFrame]
     quarantined: pd.DataFrame
+    held: dict[str, pd.DataFrame]
     counts: dict[str, dict[str, int]]
     k_report: dict[str, int]
+    pool: dict[str, dict[str, int]] = field(default_factory=dict)  # ANON table -> pending pool counts, once settled
 
 
-def _child_quarantine(table: str, rows: pd.DataFrame, partition_day: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "partition_day": partition_day,
-            "table": table,
-            "row_ref": rows["encounter_key"].astype(object),
-            "field": "encounter_id",
-            "reason": CHILD_OF_BELOW_K_REASON,
-            "row_json": rows.to_json(orient="records", lines=True).splitlines() if len(rows) else [],
-        },
-        columns=list(schema.QUARANTINE_COLUMNS),
-    )
-
-
-def guard_outputs(anonymized: Mapping[str, pd.DataFrame], quarantined: pd.DataFrame) -> None:
+def guard_outputs(
+    anonymized: Mapping[str, pd.DataFrame], quarantined: pd.DataFrame, held: Mapping[str, pd.DataFrame] | None = None
+) -> None:
     """Raise IdentifierLeakError if an output holds an identifier column or an identifier-shaped cell.
 
-    The same screening as the no_identifiers check, inside the step: the check reports, this keeps data out.
+    The same screening as the no_identifiers check, inside the step: the check reports, this keeps data out. Rows
+    held back below k are stored too (in the pending area) and screened the same way.
     """
     findings = identifier_findings(anonymized) + quarantine_findings(quarantined)
+    if held is not None:
+        findings += [f"held back: {finding}" for finding in identifier_findings(held)]
     if findings:
         raise IdentifierLeakError(f"identifier content in the governance outputs: {'; '.join(findings[:20])}")
 
@@ -109,27 +110,25 @@ def govern_extract(
     )
     k_result = enforce_k_anonymity(anonymized[schema.ANON_ENCOUNTERS], k=k)
     anonymized[schema.ANON_ENCOUNTERS] = k_result.encounters.reset_index(drop=True)
-    quarantine_parts = [validated.quarantined, below_k_quarantine(k_result.below_k, partition_day=partition_day, k=k)]
-    dropped_keys = set(k_result.below_k["encounter_key"])
-    removed = {schema.ANON_ENCOUNTERS: len(k_result.below_k)}
+    held = {schema.ANON_ENCOUNTERS: k_result.below_k.reset_index(drop=True)}
+    held_keys = set(k_result.below_k["encounter_key"])
     for table in schema.ANON_CHILD_TABLES:
         frame = anonymized[table]
-        gone = frame["encounter_key"].isin(dropped_keys)
-        removed[table] = int(gone.sum())
-        if gone.any():
-            quarantine_parts.append(_child_quarantine(table, frame[gone], partition_day))
-        anonymized[table] = frame[~gone].reset_index(drop=True)
+        below_k = frame["encounter_key"].isin(held_keys)
+        held[table] = frame[below_k].reset_index(drop=True)
+        anonymized[table] = frame[~below_k].reset_index(drop=True)
 
     assert_no_identifiers(anonymized, raw)
+    assert_no_identifiers(held, raw)
 
-    counts = {name: dict(value) for name, value in validated.counts.items()}
+    counts = {name: {**value, "held": 0} for name, value in validated.counts.items()}
     for anon_table, raw_table in RAW_TABLE_OF_ANON.items():
-        counts[raw_table]["quarantined"] += removed[anon_table]
-        counts[raw_table]["valid"] -= removed[anon_table]
-    parts = [q for q in quarantine_parts if len(q)]
-    quarantined = pd.concat(parts, ignore_index=True) if parts else validated.quarantined
-    guard_outputs(anonymized, quarantined)
-    return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_result.report)
+        counts[raw_table]["held"] = len(held[anon_table])
+        counts[raw_table]["valid"] -= len(held[anon_table])
+    guard_outputs(anonymized, validated.quarantined, held)
+    return GovernanceResult(
+        anonymized=anonymized, quarantined=validated.quarantined, held=held, counts=counts, k_report=k_result.report
+    )
 
 
 def govern_in_buckets(
@@ -160,9 +159,10 @@ def govern_in_buckets(
     anonymized = {
         table: pd.concat([p.anonymized[table] for p in parts], ignore_index=True) for table in schema.ANON_TABLES
     }
+    held = {table: pd.concat([p.held[table] for p in parts], ignore_index=True) for table in schema.ANON_TABLES}
     quarantined = pd.concat([p.quarantined for p in parts], ignore_index=True)
     counts = {
-        table: {field: sum(p.counts[table][field] for p in parts) for field in ("in", "valid", "quarantined")}
+        table: {field: sum(p.counts[table][field] for p in parts) for field in COUNT_FIELDS}
         for table in schema.RAW_TABLES
     }
     k_report = {key: sum(p.k_report[key] for p in parts) for key in parts[0].k_report if key not in ("k", "k_achieved")}
@@ -171,31 +171,60 @@ def govern_in_buckets(
     k_report["buckets"] = n_buckets
     if n_buckets > 1:  # each bucket was checked against its own rows; now every raw value against every output
         assert_no_identifier_values_across(anonymized, raw)
-    anonymized = typed_when_empty(anonymized)
-    return GovernanceResult(anonymized=anonymized, quarantined=quarantined, counts=counts, k_report=k_report)
+        assert_no_identifier_values_across(held, raw)
+    return GovernanceResult(
+        anonymized=typed_when_empty(anonymized),
+        quarantined=quarantined,
+        held=typed_when_empty(held),
+        counts=counts,
+        k_report=k_report,
+    )
 
 
-def _output_string_values(anonymized: Mapping[str, pd.DataFrame]) -> pa.ChunkedArray:
-    """Distinct string cells of every anonymized table except the partition day (deliberately kept)."""
-    chunks: list[pa.Array] = []
+def _output_texts(anonymized: Mapping[str, pd.DataFrame]) -> Iterator[list[str]]:
+    """Distinct string cells of each text column of the anonymized tables except the partition day (deliberately
+    kept), one column at a time."""
     for frame in anonymized.values():
         for column in frame.columns:
             values = frame[column]
-            if column == "partition_day" or not (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
+            if column == "partition_day" or not is_text(values):
                 continue
-            array = pa.array(pd.unique(values.dropna()).astype(str), type=pa.large_string())
-            chunks.extend(array.chunks if isinstance(array, pa.ChunkedArray) else [array])
-    return pc.unique(pa.chunked_array(chunks, type=pa.large_string()))
+            distinct = np.asarray(pd.unique(values), dtype=object)
+            yield [v if isinstance(v, str) else str(v) for v in distinct[~pd.isna(distinct)]]
+
+
+def _text_hashes(texts: Sequence[str]) -> np.ndarray:
+    """64-bit hashes (pandas' SipHash) of strings."""
+    return pd.util.hash_array(np.asarray(texts, dtype=object), categorize=False)
+
+
+def _raw_texts(values: pa.ChunkedArray) -> list[str]:
+    """Distinct non-missing values of a raw column as strings (dates as YYYY-MM-DD)."""
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        values = pc.strftime(pc.cast(values, pa.timestamp("s")), format="%Y-%m-%d")
+    return pc.unique(pc.drop_null(pc.cast(values, pa.large_string()))).to_pylist()
 
 
 def assert_no_identifier_values_across(anonymized: Mapping[str, pd.DataFrame], raw: Mapping[str, pa.Table]) -> None:
-    """Raise IdentifierLeakError if any raw identifier value of the whole extract is a cell of any output table."""
-    output = _output_string_values(anonymized)
+    """Raise IdentifierLeakError if any raw identifier value of the whole extract is a cell of any output table.
+
+    The distinct output cells are held as sorted 64-bit hashes, not strings (the whole day's keys would take hundreds
+    of MB as strings); a raw value whose hash is among them is then compared with the output cells as text.
+    """
+    parts = [sorted_distinct(_text_hashes(texts)) for texts in _output_texts(anonymized)]
+    output = sorted_distinct(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+    del parts
     for table, columns in SCREENED_VALUE_COLUMNS.items():
         for column in columns:
-            values = raw[table][column]
-            if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
-                values = pc.strftime(pc.cast(values, pa.timestamp("s")), format="%Y-%m-%d")
-            values = pc.cast(values, pa.large_string())
-            if pc.any(pc.is_in(values, value_set=output)).as_py():
+            texts = _raw_texts(raw[table][column])
+            if not texts or not len(output):
+                continue
+            probe = _text_hashes(texts)
+            ordered = np.sort(probe)  # sorted probes: searchsorted walks the output hashes in order
+            hit = output[np.minimum(np.searchsorted(output, ordered), len(output) - 1)] == ordered
+            if not hit.any():
+                continue
+            found = np.isin(probe, ordered[hit])
+            candidates = {text for text, is_hit in zip(texts, found, strict=True) if is_hit}
+            if any(not candidates.isdisjoint(cells) for cells in _output_texts(anonymized)):
                 raise IdentifierLeakError(f"raw identifier values of {table}.{column} appear verbatim in the output")

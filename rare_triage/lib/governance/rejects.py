@@ -32,7 +32,8 @@ def reject_quarantine(rejects: pd.DataFrame, partition_day: str, pseudonymize: C
                 "table": str(reject.table),
                 "row_ref": pseudonymize(f"ingest-reject:{reject.file}:{line}"),
                 "field": column,
-                "reason": f"{reject.table}.{column}: rejected at ingest: {reject.rule} (line {line})",
+                "reason": f"{reject.table}.{column}: rejected at ingest: {reject.rule}"
+                + (f" (line {line})" if line is not None else ""),
                 "row_json": json.dumps({"file": file_fp, "line": line}),
             }
         )

@@ -7,7 +7,7 @@ what it is about to store and raises if either finds anything; the no_identifier
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from rare_triage.lib import schema
-from rare_triage.lib.governance.distinct import fold, map_distinct
+from rare_triage.lib.governance.distinct import fold, map_distinct, sorted_distinct
 from rare_triage.lib.identifiers import DATE_IDENTIFIERS, IDENTIFIER_COLUMNS, SCREENED_VALUE_COLUMNS
 
 # Shapes of direct identifiers that must never appear in a stored string cell (first match names the kind).
@@ -32,37 +32,52 @@ IDENTIFIER_PATTERNS = {
     "zip5": re.compile(r"^\d{5}(?:-\d{4})?$"),
 }
 PATIENT_VALUE = "patient_value"  # kind of a cell holding a value of the patient table's identifier columns
-# The partition key is the one date element kept (README); pseudonymous keys are 32 hex characters (pandera checks
-# their shape) whose digit runs would otherwise look like phone numbers.
-PATTERN_EXEMPT_COLUMNS = {"partition_day", "encounter_key", "patient_key"}
+# The partition key is the one date element kept (README), and pending_since (pending.py) the partition key of the day
+# a row was held back; pseudonymous keys are 32 hex characters (pandera checks their shape) whose digit runs would
+# otherwise look like phone numbers.
+PATTERN_EXEMPT_COLUMNS = {"partition_day", "pending_since", "encounter_key", "patient_key"}
 FINGERPRINT_PREFIX = "fp:"  # keyed fingerprints of quarantined values (validation.py), never a raw value
 _TOKEN_SEPARATORS = re.compile(r"[\s,;()\[\]{}<>\"'|]+")
 _NAME_COLUMNS = ("given_name", "family_name")
 _MAX_PHRASE_TOKENS = 8
+PATIENT_ROWS_PER_SLICE = 200_000  # patient rows whose identifier values are Python strings at a time
 
 
 def _tokens(folded: str) -> list[str]:
     return [t for t in _TOKEN_SEPARATORS.split(folded) if t]
 
 
-def _folded(values: pd.Series) -> pd.Series:
-    text = values.dropna().astype(str)
-    folded = text.str.normalize("NFKC").str.casefold().str.split().str.join(" ")
-    return folded[folded != ""]
+def _column_slices(table: pd.DataFrame | pa.Table, column: str) -> Iterator[pd.Series]:
+    """``table[column]`` as pandas, PATIENT_ROWS_PER_SLICE rows at a time (an Arrow table converted slice by slice)."""
+    if isinstance(table, pa.Table):
+        for start in range(0, table.num_rows, PATIENT_ROWS_PER_SLICE):
+            yield table.column(column).slice(start, PATIENT_ROWS_PER_SLICE).to_pandas()
+    else:
+        for start in range(0, len(table), PATIENT_ROWS_PER_SLICE):
+            yield table[column].iloc[start : start + PATIENT_ROWS_PER_SLICE]
 
 
-def _phrases(folded: pd.Series) -> pd.Series:
-    """Each folded value as its tokens joined by one space (the vectorized ``" ".join(_tokens(value))``)."""
-    joined = folded.str.replace(_TOKEN_SEPARATORS, " ", regex=True).str.strip()
-    return joined[joined != ""]
+def _folded(values: pd.Series) -> list[str]:
+    """``fold`` of each distinct non-missing value as text."""
+    return [fold(text) for text in pd.unique(values.dropna().astype(str).to_numpy(dtype=object))]
 
 
-def _hash_set(values: list[pd.Series]) -> np.ndarray:
-    """Sorted distinct 64-bit hashes (pandas' SipHash) of the strings: a set of a million values in 8 MB."""
-    if not values:
+def _phrase(folded: str) -> str:
+    """A folded value as its tokens joined by one space (``" ".join(_tokens(folded))``)."""
+    return _TOKEN_SEPARATORS.sub(" ", folded).strip()
+
+
+def _hashes(strings: list[str]) -> np.ndarray:
+    """Sorted distinct 64-bit hashes (pandas' SipHash) of the non-empty strings."""
+    strings = [s for s in strings if s]
+    if not strings:
         return np.zeros(0, dtype=np.uint64)
-    strings = pd.concat(values, ignore_index=True).to_numpy(dtype=object)
-    return np.unique(pd.util.hash_array(strings, categorize=False))
+    return sorted_distinct(pd.util.hash_array(np.asarray(strings, dtype=object), categorize=False))
+
+
+def _hash_set(parts: list[np.ndarray]) -> np.ndarray:
+    """Sorted distinct hashes of all parts: a set of a million values in 8 MB."""
+    return sorted_distinct(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def _any_in(hashes: np.ndarray, texts: list[str]) -> bool:
@@ -86,33 +101,37 @@ class PatientIdentifierValues:
 
     @classmethod
     def from_patients(cls, patients: pd.DataFrame | pa.Table) -> "PatientIdentifierValues":
-        """From the identifier columns of ``patients`` (names also as full names, in both orders); an Arrow table
-        is read one column at a time, so a day of a million patients never sits in memory as Python strings."""
+        """From the identifier columns of ``patients`` (names also as full names, in both orders).
 
-        def column_of(name: str) -> pd.Series:
-            return patients.column(name).to_pandas() if isinstance(patients, pa.Table) else patients[name]
-
+        Read one column and PATIENT_ROWS_PER_SLICE rows at a time, each distinct value folded once and kept only as
+        its hash: a day of a million patients never sits in memory as Python strings.
+        """
         present = set(patients.column_names if isinstance(patients, pa.Table) else patients.columns)
-        whole: list[pd.Series] = []
-        phrases: list[pd.Series] = []
+        whole: list[np.ndarray] = []
+        phrases: list[np.ndarray] = []
         for column in SCREENED_VALUE_COLUMNS.get(schema.RAW_PATIENTS, ()):
             if column not in present:
                 continue
-            values = column_of(column)
-            if column in DATE_IDENTIFIERS:
-                values = pd.to_datetime(values, errors="coerce").dt.strftime("%Y-%m-%d")
-            folded = _folded(values)
-            whole.append(folded)
-            if column not in _NAME_COLUMNS:
-                phrases.append(_phrases(folded[folded.str.len() >= 5]))
+            for values in _column_slices(patients, column):
+                text = (
+                    pd.to_datetime(values, errors="coerce").dt.strftime("%Y-%m-%d")
+                    if column in DATE_IDENTIFIERS
+                    else values
+                )
+                folded = _folded(text)
+                whole.append(_hashes(folded))
+                if column not in _NAME_COLUMNS:
+                    phrases.append(_hashes([_phrase(f) for f in folded if len(f) >= 5]))
         if all(c in present for c in _NAME_COLUMNS):
-            given = column_of("given_name").fillna("").astype(str)
-            family = column_of("family_name").fillna("").astype(str)
-            both = (given != "") & (family != "")
-            for full in (given[both] + " " + family[both], family[both] + " " + given[both]):
-                folded = _folded(full)
-                whole.append(folded)
-                phrases.append(_phrases(folded))
+            names = zip(_column_slices(patients, "given_name"), _column_slices(patients, "family_name"), strict=True)
+            for given_names, family_names in names:
+                given = given_names.fillna("").astype(str)
+                family = family_names.fillna("").astype(str)
+                both = (given != "") & (family != "")
+                for full in (given[both] + " " + family[both], family[both] + " " + given[both]):
+                    folded = _folded(full)
+                    whole.append(_hashes(folded))
+                    phrases.append(_hashes([_phrase(f) for f in folded]))
         return cls(_hash_set(whole), _hash_set(phrases))
 
     def found_in(self, text: str) -> bool:

@@ -1,13 +1,14 @@
 """Read one day of the landing zone: integrator extracts as CSV, Parquet and FHIR R4 files.
 
 Layout: ``<root>/<YYYY-MM-DD>/<table>.csv|.parquet`` (table one of ``schema.RAW_TABLES``)
-and any ``*.json`` / ``*.ndjson`` FHIR Bundles in the same folder. ``root`` is a local path
-or a URI (``s3://bucket/prefix``) read through a ``pyarrow.fs.FileSystem``. CSV files are
+and any ``*.json`` / ``*.ndjson`` FHIR files in the same folder: Bundles, or a FHIR Bulk Data export (one NDJSON
+file per resource type, whose bare resources are read together as one collection, see ``fhir/read.py``).
+``root`` is a local path or a URI (``s3://bucket/prefix``) read through a ``pyarrow.fs.FileSystem``. CSV files are
 comma-separated UTF-8 with a header row; headers match the contract whatever their case or
 spacing (quoted values may span lines); unknown columns are dropped with a warning. Files starting
 with ``.`` or ``_`` (``_SUCCESS`` markers) and other extensions are skipped. A line with a wrong field
-count or a cell that does not parse to its dtype is left out as a ``Reject``; nothing raised or logged
-here quotes a value of a source row.
+count or a cell that does not parse to its dtype, a FHIR resource that cannot be validated or mapped and a FHIR
+file that cannot be read are left out as ``Reject``s; nothing raised or logged here quotes a value of a source row.
 """
 
 import csv
@@ -28,7 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from rare_triage.lib.ingest.fhir.counts import ImportCounts
-from rare_triage.lib.ingest.fhir.read import read_fhir_file
+from rare_triage.lib.ingest.fhir.read import FhirImport
 from rare_triage.lib.ingest.raw_contract import Reject, reject_counts, rejects_frame
 from rare_triage.lib.ingest.raw_frames import Conformed, concat_raw_tables, conform_raw_rows, normalize_header
 from rare_triage.lib.schema import RAW_COLUMNS, RAW_TABLES
@@ -77,12 +78,13 @@ def read_landing_day(
 def read_landing_day_with_rejects(
     root: str | Path, day: dt.date, filesystem: pafs.FileSystem | None = None
 ) -> LandingDay:
-    """Every ``RAW_*`` table of one day folder (typed, empty when no file has it) and the rejected CSV/Parquet rows.
+    """Every ``RAW_*`` table of one day folder (typed, empty when no file has it) and the rows left out of them.
 
     A CSV line with a wrong field count or a cell that does not parse to its column dtype is left out and
-    recorded as a ``Reject`` (file, table, line, column, rule). Raises FileNotFoundError naming the folder when
-    the day is missing, and ValueError naming the file, table and column for a missing required column or an
-    unreadable file; no message or log line quotes a value of a source row.
+    recorded as a ``Reject`` (file, table, line, column, rule), as is a FHIR resource that cannot be mapped (column:
+    its FHIR field) and a FHIR file that cannot be read (one reject of ``encounters``). Raises FileNotFoundError
+    naming the folder when the day is missing, and ValueError naming the file, table and column for a missing
+    required column or an unreadable CSV / Parquet file; no message or log line quotes a value of a source row.
     """
     fs, base, shown_root = resolve_root(root, filesystem)
     folder, shown_folder = f"{base}/{day.isoformat()}", f"{shown_root}/{day.isoformat()}"
@@ -92,9 +94,8 @@ def read_landing_day_with_rejects(
     if info.type != pafs.FileType.Directory:
         raise NotADirectoryError(f"landing zone day path is not a folder: {shown_folder}")
     table_parts: list[dict[str, pd.DataFrame]] = []
-    fhir_parts: list[dict[str, pd.DataFrame]] = []
     rejects: list[Reject] = []
-    fhir = ImportCounts()
+    fhir = FhirImport()
     for item in sorted(fs.get_file_info(pafs.FileSelector(folder)), key=lambda i: i.base_name):
         name = item.base_name
         if item.type != pafs.FileType.File or name.startswith((".", "_")):
@@ -103,7 +104,7 @@ def read_landing_day_with_rejects(
         suffix = Path(name).suffix.lower()
         if suffix in FHIR_SUFFIXES:
             with fs.open_input_stream(item.path) as stream:
-                fhir_parts.append(read_fhir_file(stream.read(), name=shown, counts=fhir))
+                fhir.add_file(stream.read(), shown)
         elif suffix in TABLE_SUFFIXES:
             table = table_of_file(name, shown)
             conformed = read_table_file(fs, item.path, table, shown)
@@ -111,10 +112,14 @@ def read_landing_day_with_rejects(
             rejects.extend(conformed.rejects)
         else:
             logger.info("landing zone: skipped %s (not .csv, .parquet, .json or .ndjson)", shown)
+    fhir_read = fhir.finish()
+    if fhir.files:
+        logger.info("landing zone %s: FHIR import counts %s", shown_folder, fhir_read.counts.as_dict())
+    rejects.extend(fhir_read.rejects)
     for file, count in Counter(r.file for r in rejects).items():
-        logger.warning("%s: rejected %d row(s) (malformed line or unparsable cell; content withheld)", file, count)
-    tables = concat_raw_tables([*table_parts, concat_raw_tables(fhir_parts, deduplicate=True)])
-    return LandingDay(tables, tuple(rejects), fhir_files=len(fhir_parts), fhir=fhir)
+        logger.warning("%s: rejected %d row(s) or resource(s) (content withheld)", file, count)
+    tables = concat_raw_tables([*table_parts, fhir_read.tables])
+    return LandingDay(tables, tuple(rejects), fhir_files=fhir.files, fhir=fhir_read.counts)
 
 
 def landing_days(filesystem: pafs.FileSystem, root: str) -> list[str]:

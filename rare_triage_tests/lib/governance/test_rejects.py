@@ -18,7 +18,7 @@ DAY = "2025-03-04"
 def _result() -> GovernanceResult:
     counts = {table: {"in": 10, "valid": 9, "quarantined": 1} for table in schema.RAW_TABLES}
     quarantined = pd.DataFrame({c: pd.Series(dtype=object) for c in schema.QUARANTINE_COLUMNS})
-    return GovernanceResult(anonymized={}, quarantined=quarantined, counts=counts, k_report={})
+    return GovernanceResult(anonymized={}, quarantined=quarantined, held={}, counts=counts, k_report={})
 
 
 def test_each_reject_is_a_quarantine_row_naming_table_column_line_and_rule() -> None:

@@ -1,6 +1,7 @@
 """Landing zone day folders (CSV, Parquet, FHIR) on a local disk and on a real S3 API server."""
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -19,9 +20,19 @@ from rare_triage_tests.fixtures_s3 import (  # noqa: F401 - s3_server is a pytes
     s3_server,
 )
 from rare_triage_tests.lib.ingest.fhir.test_read import FIXTURES as FHIR_FIXTURES
-from rare_triage_tests.lib.ingest.fhir.test_read import assert_contract
+from rare_triage_tests.lib.ingest.fhir.test_read import (
+    assert_contract,
+    condition,
+    encounter,
+    hpo_observation,
+    loinc_observation,
+    patient,
+)
 
 LANDING = LANDING_FIXTURES
+CAREBUNDLE = FHIR_FIXTURES / "carebundle" / "carebundle_mixed_bulk.ndjson"
+HL7 = FHIR_FIXTURES / "hl7_examples" / "hl7_r4_examples.ndjson"
+CAREBUNDLE_DAY = dt.date(2026, 1, 1)
 DAY = dt.date(2024, 3, 4)
 SPARSE_DAY = dt.date(2024, 3, 5)
 
@@ -301,11 +312,130 @@ def test_rejects_are_logged_as_counts_without_content(tmp_path: Path, caplog: py
     assert not any("1979" in m or "Sophie" in m for m in caplog.messages)
 
 
-def test_invalid_fhir_file_names_the_file(tmp_path: Path) -> None:
+def test_an_unreadable_fhir_file_is_one_reject_and_the_day_is_read(tmp_path: Path) -> None:
     root = copy_day(tmp_path)
     (root / DAY.isoformat() / "broken.json").write_text('{"resourceType": "Bundle", "type": "collection", "entry": [')
-    with pytest.raises(ValueError, match=r"broken\.json: not valid JSON"):
-        read_landing_day(root, DAY)
+    day = read_landing_day_with_rejects(root, DAY)
+    assert [(Path(r.file).name, r.table, r.line, r.column) for r in day.rejects] == [
+        ("broken.json", "encounters", 1, None)
+    ]
+    assert day.rejects[0].rule.startswith("not valid JSON: ")
+    whole = read_landing_day(LANDING, DAY)  # the CSV files and the good FHIR file of the day are all read
+    for table in RAW_TABLES:
+        pd.testing.assert_frame_equal(day.tables[table], whole[table], obj=table)
+    assert day.fhir_files == 2
+
+
+def test_a_bad_encounter_rejects_that_encounter_not_the_day(tmp_path: Path) -> None:
+    root = copy_day(tmp_path)
+    bundles = root / DAY.isoformat() / "ch_douai_bundles.ndjson"
+    lines = bundles.read_text().splitlines()
+    broken = json.loads(lines[0])
+    encounter = next(e["resource"] for e in broken["entry"] if e["resource"]["resourceType"] == "Encounter")
+    del encounter["period"]
+    bundles.write_text("\n".join([json.dumps(broken), *lines[1:]]) + "\n")
+    day = read_landing_day_with_rejects(root, DAY)
+    assert [(Path(r.file).name, r.table, r.line, r.column) for r in day.rejects] == [
+        ("ch_douai_bundles.ndjson", "encounters", 1, "period.start")
+    ]
+    whole = read_landing_day(LANDING, DAY)
+    assert set(day.tables["encounters"]["encounter_id"]) == set(whole["encounters"]["encounter_id"]) - {encounter["id"]}
+    for table in ("vitals", "symptoms", "diagnoses", "comorbidities"):
+        assert encounter["id"] not in set(day.tables[table]["encounter_id"])  # left out with it
+    assert day.fhir.observations_left_out > 0
+
+
+def bulk_day(tmp_path: Path, source: Path, split: bool) -> Path:
+    """A landing day holding ``source``'s bare resources: as they are, or one NDJSON file per resource type."""
+    root = tmp_path / ("split" if split else "whole")
+    folder = root / CAREBUNDLE_DAY.isoformat()
+    folder.mkdir(parents=True)
+    if not split:
+        shutil.copy(source, folder / source.name)
+        return root
+    per_type: dict[str, list[str]] = {}
+    for line in source.read_text().splitlines():
+        per_type.setdefault(json.loads(line)["resourceType"], []).append(line)
+    for kind, lines in per_type.items():
+        (folder / f"{kind}.ndjson").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("source", [CAREBUNDLE, HL7], ids=["carebundle", "hl7_examples"])
+def test_a_bulk_export_split_per_resource_type_reads_as_the_single_file(tmp_path: Path, source: Path) -> None:
+    whole = read_landing_day_with_rejects(bulk_day(tmp_path, source, split=False), CAREBUNDLE_DAY)
+    split = read_landing_day_with_rejects(bulk_day(tmp_path, source, split=True), CAREBUNDLE_DAY)
+    assert whole.rejects == split.rejects == ()
+    for table in RAW_TABLES:
+        pd.testing.assert_frame_equal(split.tables[table], whole.tables[table], obj=table)
+    # HL7: Encounter f203 lists the stroke Condition among its diagnoses, problem-list items attach by patient
+    assert split.fhir.as_dict() == whole.fhir.as_dict()
+    if source == CAREBUNDLE:
+        assert split.fhir_files == 7  # Patient, Encounter, Condition, Observation, DiagnosticReport, ...
+        assert {t: len(f) for t, f in split.tables.items()} == {
+            "patients": 8,
+            "encounters": 8,
+            "vitals": 48,
+            "symptoms": 0,
+            "diagnoses": 0,
+            "comorbidities": 11,
+        }
+
+
+def test_bulk_files_resolve_each_other_where_no_reference_links_them(tmp_path: Path) -> None:
+    """What needs the other files of the day, not just an id: the centre from its Organization, a vital and a
+    problem-list item that name no encounter (same-day and by-onset links), a symptom's duration from its onset."""
+    organization = {
+        "resourceType": "Organization",
+        "id": "org-1",
+        "type": [{"text": "Tertiary"}],
+        "address": [{"state": "Bretagne"}],
+    }
+    icd = "http://hl7.org/fhir/sid/icd-10"
+    files = {
+        "Organization.ndjson": [organization],
+        "Patient.ndjson": [patient()],
+        "Encounter.ndjson": [encounter(serviceProvider={"reference": "Organization/org-1"})],
+        "Observation.ndjson": [
+            {
+                **loinc_observation("t1", "8310-5", 38.2, "Cel"),
+                "encounter": None,
+                "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2024-03-04T09:00:00Z",
+            },
+            hpo_observation("o1", "HP:0001945", effectivePeriod={"start": "2024-03-01"}),
+        ],
+        "Condition.ndjson": [condition("c1", "problem-list-item", icd, "E11.9", onsetDateTime="2020-01-01")],
+    }
+    folder = tmp_path / "landing" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    for name, resources in files.items():
+        (folder / name).write_text(
+            "\n".join(json.dumps({k: v for k, v in r.items() if v is not None}) for r in resources)
+        )
+    day = read_landing_day_with_rejects(tmp_path / "landing", DAY)
+    assert day.rejects == ()
+    visit = day.tables["encounters"].iloc[0]
+    assert (visit["centre_id"], visit["centre_level"], visit["region"]) == ("org-1", "tertiary", "Bretagne")
+    assert day.tables["vitals"][["encounter_id", "loinc_code"]].values.tolist() == [["e1", "8310-5"]]
+    assert day.tables["comorbidities"][["encounter_id", "icd10_code"]].values.tolist() == [["e1", "E11.9"]]
+    assert day.tables["symptoms"]["duration_days"].tolist() == [3.0]
+
+
+def test_bare_resources_repeated_across_files_are_read_once_and_conflicting_ids_rejected(tmp_path: Path) -> None:
+    root = bulk_day(tmp_path, CAREBUNDLE, split=True)
+    folder = root / CAREBUNDLE_DAY.isoformat()
+    shutil.copy(folder / "Observation.ndjson", folder / "Observation_resent.ndjson")
+    patients = folder / "Patient.ndjson"
+    changed = json.loads(patients.read_text().splitlines()[0])
+    changed["gender"] = "other" if changed.get("gender") != "other" else "male"
+    (folder / "Patient_corrected.ndjson").write_text(json.dumps(changed) + "\n")
+    day = read_landing_day_with_rejects(root, CAREBUNDLE_DAY)
+    assert [(Path(r.file).name, r.table, r.line, r.column) for r in day.rejects] == [
+        ("Patient_corrected.ndjson", "patients", 1, "id")
+    ]
+    assert len(day.tables["vitals"]) == 48 and len(day.tables["patients"]) == 8
+    assert day.fhir.resources_repeated == len((folder / "Observation.ndjson").read_text().splitlines())
 
 
 def upload_day(endpoint: str, bucket: str, prefix: str, day: dt.date) -> None:

@@ -12,8 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rare_triage.lib.governance.anonymize import Pseudonymizer
+from rare_triage.lib.governance.rejects import reject_quarantine
+from rare_triage.lib.governance.screening import quarantine_findings
 from rare_triage.lib.ingest.fhir.bundle import RARE_TRIAGE_FHIR_BASE
 from rare_triage.lib.ingest.landing_zone import read_landing_day_with_rejects
+from rare_triage.lib.ingest.raw_contract import Reject, rejects_frame
 from rare_triage.lib.ingest.raw_frames import conform_raw_table
 from rare_triage_tests.lib.ingest.fhir.test_read import bundle, condition, encounter, hpo_observation, patient
 
@@ -27,6 +31,8 @@ DAY = dt.date(2024, 3, 4)
 PATIENT_ROW = f"{MRN},{MRN},{NATIONAL_ID},{NAME},{FAMILY},{PHONE},{EMAIL},8 rue Hugo,Lille,59800"
 PATIENT_HEADER = "patient_id,mrn,national_id,given_name,family_name,phone,email,street_address,city,zip_code"
 ENCOUNTER_HEADER = "encounter_id,patient_id,encounter_date,centre_id,centre_level,region,consultation_type"
+GOOD_ENCOUNTERS = f"{ENCOUNTER_HEADER}\nE-1,P-1,2024-03-04,C01,primary,North,primary_care\n"
+PSEUDONYMIZE = Pseudonymizer(b"no-row-content-leaks-test-key-0123456789")
 
 # One wrong-typed cell per typed column of the contract, holding an identifier.
 TYPED_CELLS = {
@@ -155,9 +161,14 @@ BAD_FILES: dict[str, dict[str, str | bytes]] = {
     },
     "truncated parquet": {"vitals.parquet": vitals_with_boolean_values()[:-40]},
     "boolean measures": {"vitals.parquet": vitals_with_boolean_values()},
+}
+# FHIR files that cannot be read at all: one reject each, the rest of the day is read
+BAD_FHIR_FILES: dict[str, dict[str, str | bytes]] = {
     "fhir json syntax": {"broken.json": f'{{"resourceType": "Bundle", "entry": [{{"id": "{MRN}", "name": "{NAME}"'},
     "ndjson syntax": {"broken.ndjson": f'{{"resourceType": "Patient", "id": "{MRN}", "telecom": [{EMAIL}]}}\n'},
     "fhir not utf-8": {"b.json": f'{{"resourceType": "Bundle", "id": "{FAMILY}\xe9"}}'.encode("latin-1")},
+    "fhir not a bundle": {"p.json": json.dumps(patient(MRN, name=[{"family": FAMILY, "given": [NAME]}]))},
+    "ndjson nothing but broken lines": {"x.ndjson": f'{{"id": "{MRN}",\n"email": "{EMAIL}"\n}}\n'},
 }
 
 
@@ -168,6 +179,27 @@ def test_unreadable_files_raise_without_content(tmp_path: Path, caplog: pytest.L
     with pytest.raises(ValueError, match=next(iter(files)).replace(".", r"\.")) as raised:
         read_landing_day_with_rejects(root, DAY)
     assert_clean_error(raised.value, caplog)
+
+
+def assert_clean_rejects(rejects: tuple[Reject, ...], caplog: pytest.LogCaptureFixture) -> None:
+    """No planted value in the rejects, their frame, the logs or the quarantine rows governance makes of them."""
+    frame = rejects_frame(rejects)
+    quarantine = reject_quarantine(frame, DAY.isoformat(), PSEUDONYMIZE)
+    assert quarantine_findings(quarantine) == []  # governance would refuse identifier-shaped reasons
+    texts = [str(r) for r in rejects] + [repr(r) for r in rejects] + [frame.to_csv(), quarantine.to_csv()]
+    assert_nothing_planted(texts + log_texts(caplog))
+
+
+@pytest.mark.parametrize("case", list(BAD_FHIR_FILES))
+def test_unreadable_fhir_files_are_one_reject_without_content(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    (name,) = BAD_FHIR_FILES[case]
+    root = day_with(tmp_path, {**BAD_FHIR_FILES[case], "encounters.csv": GOOD_ENCOUNTERS})
+    day = read_landing_day_with_rejects(root, DAY)
+    assert [(r.file.endswith(name), r.table) for r in day.rejects] == [(True, "encounters")]
+    assert day.tables["encounters"]["encounter_id"].tolist() == ["E-1"]  # the CSV of the day is read
+    assert_clean_rejects(day.rejects, caplog)
 
 
 PRIOR_VISITS = f"{RARE_TRIAGE_FHIR_BASE}/StructureDefinition/prior-visits-365d"
@@ -204,9 +236,28 @@ BAD_RESOURCES: dict[str, list[dict[str, Any]]] = {
 }
 
 
+# the table and FHIR field of the one reject of each case
+REJECTED_AS = {
+    "birthDate": ("patients", "birthDate"),
+    "gender": ("patients", "gender"),
+    "telecom value": ("patients", "telecom.0.value"),
+    "unknown element": ("patients", "<unknown element>"),
+    "identifier value": ("patients", "identifier.0.value"),
+    "name": ("patients", "name.0.family"),
+    "period.start": ("encounters", "period.start"),
+    "partial start": ("encounters", "period.start"),
+    "prior visits": ("encounters", "extension"),
+    "hpo code": ("symptoms", "code.coding.code"),
+    "answer": ("symptoms", "valueCodeableConcept"),
+    "duration unit": ("symptoms", "component.valueQuantity.unit"),
+    "orpha code": ("diagnoses", "code.coding.code"),
+    "not a bundle": ("encounters", "resourceType"),
+}
+
+
 @pytest.mark.parametrize("case", list(BAD_RESOURCES))
 @pytest.mark.parametrize("file_name", ["bad.json", "bad.ndjson"])
-def test_fhir_resources_with_bad_values_raise_without_content(
+def test_fhir_resources_with_bad_values_are_rejected_without_content(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str, file_name: str
 ) -> None:
     resources = BAD_RESOURCES[case]
@@ -214,18 +265,21 @@ def test_fhir_resources_with_bad_values_raise_without_content(
         text = "\n".join(json.dumps(r) for r in resources) + "\n"
     else:
         text = json.dumps(bundle(*resources) if case != "not a bundle" else resources[0])
-    root = day_with(tmp_path, {file_name: text})
+    day = read_landing_day_with_rejects(day_with(tmp_path, {file_name: text}), DAY)
     if case == "not a bundle" and file_name.endswith(".ndjson"):
-        read_landing_day_with_rejects(root, DAY)
-        assert_nothing_planted(log_texts(caplog))
-        return
-    with pytest.raises(ValueError, match=rf"{file_name.replace('.', '[.]')}") as raised:
-        read_landing_day_with_rejects(root, DAY)
-    assert_clean_error(raised.value, caplog)
+        assert day.rejects == ()
+    else:
+        assert [(r.table, r.column) for r in day.rejects] == [REJECTED_AS[case]]
+        assert day.rejects[0].file.endswith(file_name)
+        assert day.rejects[0].line == (len(resources) if file_name.endswith(".ndjson") else None)
+    assert_clean_rejects(day.rejects, caplog)
 
 
 def test_bare_ndjson_resources_are_named_by_their_line(tmp_path: Path) -> None:
     lines = [patient(), encounter(), hpo_observation("o1", f"{NAME} {FAMILY}")]
     text = "\n".join(json.dumps(r) for r in lines) + "\n"
-    with pytest.raises(ValueError, match=r"bad\.ndjson: invalid FHIR Observation \(line 3\): field code"):
-        read_landing_day_with_rejects(day_with(tmp_path, {"bad.ndjson": text}), DAY)
+    day = read_landing_day_with_rejects(day_with(tmp_path, {"bad.ndjson": text}), DAY)
+    assert [(r.table, r.line, r.column, r.rule) for r in day.rejects] == [
+        ("symptoms", 3, "code.coding.code", "not an HPO id like HP:0001945")
+    ]
+    assert day.tables["encounters"]["encounter_id"].tolist() == ["e1"]

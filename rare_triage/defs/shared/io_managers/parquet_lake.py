@@ -2,6 +2,7 @@
 
 import posixpath
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -10,13 +11,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from rare_triage.defs.shared.s3 import S3Connection
-from rare_triage.lib.lake_fs import (
-    delete_dir,
-    list_parquet_files,
-    read_parquet,
-    resolve_filesystem,
-    write_parquet,
-)
+from rare_triage.lib.lake_commit import CommittedFolder, StagedFolder, commit_folders
+from rare_triage.lib.lake_fs import list_parquet_files, read_parquet, resolve_filesystem
 
 SINGLE_TABLE = "data"
 
@@ -28,6 +24,10 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager, S3Connection):
     DataFrame); non-partitioned assets use ``<asset key>/all/``. With ``load_as_arrow`` inputs come as pyarrow
     Tables (compact strings), for steps that convert to pandas piece by piece. ``base_uri`` is a local folder or
     ``s3://bucket/prefix`` on any S3-compatible server (``s3_endpoint_url``).
+
+    A partition folder is written in full to the run's staging area, then swapped in (lib.lake_commit): a failed
+    write leaves the previous content. A step with several outputs that must land together writes them with
+    `commit_partition_outputs` before yielding any, and yields the `CommittedFolder` each one returned.
     """
 
     base_uri: str
@@ -43,28 +43,46 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager, S3Connection):
         leaf = f"partition_day={partition}" if partition is not None else "all"
         return posixpath.join(self._asset_dir(root, key), leaf)
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame | Mapping[str, pd.DataFrame]) -> None:
-        fs, root = self._filesystem()
-        partition = context.partition_key if context.has_asset_partitions else None
-        directory = self._partition_dir(root, context.asset_key, partition)
-        tables = {SINGLE_TABLE: obj} if isinstance(obj, pd.DataFrame) else dict(obj)
-        for name, frame in tables.items():
-            if not isinstance(frame, pd.DataFrame):
-                raise TypeError(
-                    f"{context.asset_key.to_user_string()}: table {name!r} is {type(frame).__name__}, not a DataFrame"
-                )
-        delete_dir(fs, directory)
-        written = {
-            name: write_parquet(fs, posixpath.join(directory, f"{name}.parquet"), frame)
-            for name, frame in tables.items()
+    def _location(self, folder: str) -> str:
+        return f"s3://{folder}" if self.base_uri.startswith("s3://") else folder
+
+    def _metadata(self, committed: CommittedFolder) -> dict[str, Any]:
+        return {
+            "path": dg.MetadataValue.path(self._location(committed.final)),
+            "bytes": committed.bytes,
+            "tables": dg.MetadataValue.json(committed.rows),
         }
-        context.add_output_metadata(
-            {
-                "path": dg.MetadataValue.path(f"s3://{directory}" if self.base_uri.startswith("s3://") else directory),
-                "bytes": sum(written.values()),
-                "tables": dg.MetadataValue.json({name: len(frame) for name, frame in tables.items()}),
-            }
-        )
+
+    def commit_partition_outputs(
+        self, run_id: str, partition: str | None, outputs: Mapping[dg.AssetKey, Mapping[str, pd.DataFrame]]
+    ) -> dict[dg.AssetKey, CommittedFolder]:
+        """Write the tables of several assets' partition and put them in place together, or none of them."""
+        fs, root = self._filesystem()
+        folders = []
+        for key, tables in outputs.items():
+            for name, frame in tables.items():
+                if not isinstance(frame, pd.DataFrame):
+                    kind = type(frame).__name__
+                    raise TypeError(f"{key.to_user_string()}: table {name!r} is {kind}, not a DataFrame")
+            folders.append(StagedFolder(self._partition_dir(root, key, partition), dict(tables)))
+        committed = commit_folders(fs, root, run_id, folders)
+        return dict(zip(outputs, committed, strict=True))
+
+    def handle_output(
+        self, context: dg.OutputContext, obj: pd.DataFrame | Mapping[str, pd.DataFrame] | CommittedFolder
+    ) -> None:
+        if isinstance(obj, CommittedFolder):  # written by commit_partition_outputs in the step itself
+            fs, root = self._filesystem()
+            partition = context.partition_key if context.has_asset_partitions else None
+            expected = self._partition_dir(root, context.asset_key, partition)
+            if obj.final != expected or not list_parquet_files(fs, expected):
+                raise ValueError(f"{context.asset_key.to_user_string()}: no committed partition at {expected}")
+            context.add_output_metadata(self._metadata(obj))
+            return
+        partition = context.partition_key if context.has_asset_partitions else None
+        tables = {SINGLE_TABLE: obj} if isinstance(obj, pd.DataFrame) else dict(obj)
+        committed = self.commit_partition_outputs(context.run_id, partition, {context.asset_key: tables})
+        context.add_output_metadata(self._metadata(committed[context.asset_key]))
 
     def _load_partition(
         self, fs: pafs.FileSystem, directory: str, *, arrow: bool = False
@@ -77,6 +95,16 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager, S3Connection):
         if names == [SINGLE_TABLE]:
             return read(files[0])
         return {name: read(path) for name, path in zip(names, files, strict=True)}
+
+    def load_partition_if_materialized(
+        self, key: dg.AssetKey, partition: str | None
+    ) -> pd.DataFrame | dict[str, pd.DataFrame] | None:
+        """The stored tables of one partition as DataFrames, None when nothing was stored there."""
+        fs, root = self._filesystem()
+        directory = self._partition_dir(root, key, partition)
+        if not list_parquet_files(fs, directory):
+            return None
+        return self._load_partition(fs, directory)
 
     def load_input(self, context: dg.InputContext) -> object:
         fs, root = self._filesystem()

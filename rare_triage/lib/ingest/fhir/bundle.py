@@ -1,10 +1,12 @@
 """Validated view of one FHIR R4 Bundle: resources parsed with ``fhir.resources.R4B`` and references resolved.
 
 Only the resource types the raw tables are built from are validated; any other type is
-ignored. A validation error becomes a ValueError naming the resource and the field.
+ignored. A resource that fails validation is left out as a ``Reject`` naming its place, the field and the
+problem, never a value; a Bundle whose envelope cannot be read raises ``ResourceError`` (its file becomes one Reject).
 """
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,8 +17,14 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
+from rare_triage.lib.ingest.fhir.rejects import Origin, ResourceError, reject_table, resource_reject
+from rare_triage.lib.ingest.raw_contract import Reject
+
+logger = logging.getLogger(__name__)
+
 ACCEPTED_BUNDLE_TYPES: Final = ("collection", "transaction", "batch", "searchset")
 MAPPED_RESOURCE_TYPES: Final = ("Patient", "Encounter", "Observation", "Condition", "Organization", "Location")
+CENTRE_RESOURCE_TYPES: Final = ("Organization", "Location")
 
 LOINC_SYSTEM: Final = "http://loinc.org"
 SNOMED_SYSTEM: Final = "http://snomed.info/sct"
@@ -62,27 +70,29 @@ def known_resource_type(value: object) -> str:
     return "<no resourceType>" if value is None else "<unknown resourceType>"
 
 
-def validation_message(label: str, error: ValidationError) -> str:
-    """One line per pydantic error, ``invalid FHIR Observation (entry 3): field status: ...``, quoting no input."""
+def validation_problem(error: ValidationError) -> tuple[str, str]:
+    """(the first invalid field, its problem then ``field <name>: <problem>`` of any other), quoting no input."""
     problems = []
     for item in error.errors():
         parts = [str(part) for part in item["loc"]]
         if item["type"] == "extra_forbidden" and parts:
             parts[-1] = "<unknown element>"  # the key is source text
-        location = ".".join(parts) or "<resource>"
-        problems.append(f"field {location}: {_message_without_input(item)}")
-    return f"invalid FHIR {label}: " + "; ".join(problems)
+        problems.append((".".join(parts) or "<resource>", _message_without_input(item)))
+    if not problems:
+        return "<resource>", "invalid"
+    (field, first), others = problems[0], problems[1:]
+    return field, "; ".join([first, *(f"field {location}: {message}" for location, message in others)])
 
 
 def validate_resource(resource: dict[str, Any], label: str = "") -> FHIRAbstractModel:
-    """Parse one R4 resource dict with its R4B model; ValueError names the resource and field, not the value."""
+    """Parse one R4 resource dict with its R4B model; ResourceError names the resource and field, not the value."""
     label = label or resource_label(resource)
     model = get_fhir_model_class(str(resource["resourceType"]))
     try:
         return model.model_validate(resource)
     except ValidationError as error:
-        problem = validation_message(label, error)
-    raise ValueError(problem)  # outside the except clause: the ValidationError (quoting the input) is not chained
+        field, problem = validation_problem(error)
+    raise ResourceError(label, field, problem)  # outside the except clause: the ValidationError (quoting the input)
 
 
 def _message_without_input(item: Any) -> str:
@@ -103,23 +113,52 @@ def _texts(value: Any) -> list[str]:
 
 @dataclass
 class BundleIndex:
-    """The mapped resources of a Bundle, each with its key, plus reference resolution."""
+    """The mapped resources of a Bundle (or of a day's pooled bare resources), each with its key and origin, the
+    resources left out of it as rejects, and reference resolution."""
 
     entries: list[tuple[str, FHIRAbstractModel]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
     _by_reference: dict[str, tuple[str, FHIRAbstractModel]] = field(default_factory=dict)
-    _places: dict[tuple[str, str], str] = field(default_factory=dict)
+    _origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
+    _rejected: dict[str, set[str]] = field(default_factory=dict)
+    _rejected_references: dict[str, tuple[str, str]] = field(default_factory=dict)
+    invalid_centre_resources: int = 0  # Organizations / Locations left out (logged, not rejected)
 
-    def add(self, key: str, full_url: str | None, resource: FHIRAbstractModel, place: str = "") -> None:
+    def add(self, key: str, full_url: str | None, resource: FHIRAbstractModel, origin: Origin | None = None) -> None:
         self.entries.append((key, resource))
-        self._places.setdefault((resource.get_resource_type(), key), place)
+        self._origins.setdefault((resource.get_resource_type(), key), origin or Origin(""))
         self._by_reference[f"{resource.get_resource_type()}/{key}"] = (key, resource)
         if full_url:
             self._by_reference[full_url] = (key, resource)
 
     def label(self, resource_type: str, key: str) -> str:
         """``Encounter (entry 2)``: a resource of the Bundle named by its place, never by its id."""
-        place = self._places.get((resource_type, key))
+        place = self.origin(resource_type, key).place
         return f"{resource_type} ({place})" if place else resource_type
+
+    def origin(self, resource_type: str, key: str) -> Origin:
+        return self._origins.get((resource_type, key), Origin(""))
+
+    def reject(self, resource_type: str, key: str, resource: Any, error: ResourceError) -> None:
+        """Leave out a resource of the index that cannot be mapped: a Reject of the table it would have fed."""
+        origin = self.origin(resource_type, key)
+        self.rejects.append(resource_reject(origin, reject_table(resource_type, resource), error.field, error.problem))
+        self._rejected.setdefault(resource_type, set()).add(key)
+
+    def reject_unread(
+        self, resource: dict[str, Any], key: str | None, full_url: str | None, origin: Origin, error: ResourceError
+    ) -> None:
+        """Leave out a resource that failed validation (never added): a Reject, and its references still resolve."""
+        resource_type = known_resource_type(resource.get("resourceType"))
+        self.rejects.append(resource_reject(origin, reject_table(resource_type, resource), error.field, error.problem))
+        if key is not None:
+            self._rejected.setdefault(resource_type, set()).add(key)
+            if full_url:
+                self._rejected_references[full_url] = (resource_type, key)
+
+    def rejected(self, resource_type: str) -> set[str]:
+        """Keys of the resources of one type left out as rejects (their references resolve to these keys)."""
+        return self._rejected.get(resource_type, set())
 
     def of_type(self, resource_type: str) -> Iterator[tuple[str, Any]]:
         """(key, resource) pairs of one resource type, in Bundle order."""
@@ -128,8 +167,8 @@ class BundleIndex:
     def resolve(self, reference: Any, expected_type: str) -> tuple[str | None, Any | None]:
         """(key, resource-or-None) of a Reference to ``expected_type``; the resource only if it is in the Bundle.
 
-        A reference to a resource outside the Bundle still yields its id; one to another type
-        yields (None, None).
+        A reference to a resource outside the Bundle (or left out as a reject) still yields its id; one to another
+        type yields (None, None).
         """
         text = getattr(reference, "reference", None) if reference is not None else None
         if not text:
@@ -137,6 +176,9 @@ class BundleIndex:
         if text in self._by_reference:
             key, resource = self._by_reference[text]
             return (key, resource) if resource.get_resource_type() == expected_type else (None, None)
+        if text in self._rejected_references:
+            rejected_type, key = self._rejected_references[text]
+            return (key, None) if rejected_type == expected_type else (None, None)
         typed = _TYPED_REFERENCE.search(text)
         if typed:
             return (typed.group(2), None) if typed.group(1) == expected_type else (None, None)
@@ -144,49 +186,64 @@ class BundleIndex:
         return (urn.group(1), None) if urn else (None, None)
 
 
-def index_bundle(bundle: dict[str, Any], entry_lines: list[int] | None = None) -> BundleIndex:
-    """Validate the Bundle envelope and its mapped resources; ValueError names the first invalid one by its place.
+def bundle_entries(bundle: Any, file: str = "", line: int | None = None) -> Iterator[tuple[Any, str | None, Origin]]:
+    """(resource, fullUrl, origin) of each entry of a Bundle whose envelope is valid and of an accepted type.
 
-    ``entry_lines`` gives the file line of each entry (NDJSON of bare resources); otherwise entries are numbered.
+    ResourceError (label ``Bundle``) names the field of an envelope that is not: the whole Bundle is then unread.
     """
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         found = known_resource_type(bundle.get("resourceType")) if isinstance(bundle, dict) else type(bundle).__name__
-        raise ValueError(f"expected a FHIR Bundle, got {found}")
+        raise ResourceError("Bundle", "resourceType", f"expected a FHIR Bundle, got {found}")
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list):
-        raise ValueError("invalid FHIR Bundle: field entry: must be a list")
+        raise ResourceError("Bundle", "entry", "must be a list")
     envelope = dict(bundle)
     envelope["entry"] = [
         {k: v for k, v in entry.items() if k != "resource"} if isinstance(entry, dict) else entry
         for entry in raw_entries
     ]
-    problem = _envelope_problem(envelope)
-    if problem:
-        raise ValueError(problem)
+    _check_envelope(envelope)
+    for position, entry in enumerate(raw_entries, start=1):
+        yield entry.get("resource"), entry.get("fullUrl"), Origin(file, line, position)
+
+
+def index_resources(items: Iterable[tuple[Any, str | None, Origin]]) -> BundleIndex:
+    """Validate and index the mapped resources of ``items`` ((resource, fullUrl, origin)); any other is ignored.
+
+    A resource that fails validation (or has neither id nor fullUrl) is left out as a Reject of the table it would
+    have fed; an invalid Organization or Location (they only describe a centre) is logged and left out.
+    """
     index = BundleIndex()
-    for position, entry in enumerate(raw_entries):
-        resource = entry.get("resource")
+    for resource, full_url, origin in items:
         if not isinstance(resource, dict) or resource.get("resourceType") not in MAPPED_RESOURCE_TYPES:
             continue
-        place = f"line {entry_lines[position]}" if entry_lines else f"entry {position + 1}"
-        full_url = entry.get("fullUrl")
+        label = resource_label(resource, origin.place)
         key = resource.get("id") or _key_from_full_url(full_url)
-        if not key:
-            raise ValueError(f"invalid FHIR {resource_label(resource, place)}: field id: no id and no fullUrl")
-        index.add(str(key), full_url, validate_resource(resource, resource_label(resource, place)), place)
+        try:
+            if not key:
+                raise ResourceError(label, "id", "no id and no fullUrl")
+            index.add(str(key), full_url, validate_resource(resource, label), origin)
+        except ResourceError as error:
+            if resource["resourceType"] in CENTRE_RESOURCE_TYPES:
+                logger.warning("%s: %s (left out: the centre is read from its reference)", origin.file, error)
+                index.invalid_centre_resources += 1
+            else:
+                index.reject_unread(resource, str(key) if key else None, full_url, origin, error)
     return index
 
 
-def _envelope_problem(envelope: dict[str, Any]) -> str:
-    """What is wrong with a Bundle without its resources ("" when it is an accepted collection of entries)."""
+def _check_envelope(envelope: dict[str, Any]) -> None:
+    """ResourceError unless a Bundle without its resources is an accepted collection of entries."""
     try:
         parsed: Any = get_fhir_model_class("Bundle").model_validate(envelope)
     except ValidationError as error:
-        return validation_message("Bundle", error)
-    if parsed.type not in ACCEPTED_BUNDLE_TYPES:
+        field_name, problem = validation_problem(error)
+    else:
+        if parsed.type in ACCEPTED_BUNDLE_TYPES:
+            return
         shown = repr(parsed.type) if parsed.type in BUNDLE_TYPES else "an unknown type"
-        return f"invalid FHIR Bundle: field type: {shown} is not one of " + ", ".join(ACCEPTED_BUNDLE_TYPES)
-    return ""
+        field_name, problem = "type", f"{shown} is not one of " + ", ".join(ACCEPTED_BUNDLE_TYPES)
+    raise ResourceError("Bundle", field_name, problem)
 
 
 def _key_from_full_url(full_url: str | None) -> str | None:

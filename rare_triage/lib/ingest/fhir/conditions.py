@@ -17,10 +17,13 @@ Mapping choices (documented for integrators):
   adds present symptom rows on the encounters it is attached to as history (``findings.py``); never on the
   encounter it is a diagnosis of: an encounter's diagnoses are what it concluded (its label), not what it saw.
 - verificationStatus entered-in-error or refuted: skipped.
+- A Condition that cannot be mapped (a malformed ORPHA code, an encounter-diagnosis without its Encounter) is left
+  out as a reject of ``diagnoses`` or ``comorbidities``; the diagnoses of a rejected Encounter are left out with it.
 """
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,6 +31,7 @@ from rare_triage.lib.ingest.fhir.bundle import CONDITION_CATEGORY_SYSTEM, Bundle
 from rare_triage.lib.ingest.fhir.counts import ImportCounts
 from rare_triage.lib.ingest.fhir.findings import finding_hpo_ids, finding_rows
 from rare_triage.lib.ingest.fhir.problem_list import problem_encounters
+from rare_triage.lib.ingest.fhir.rejects import ResourceError
 
 ICD10_SYSTEM_PREFIX: Final = "http://hl7.org/fhir/sid/icd-10"
 ORPHA_SYSTEMS: Final = frozenset({"http://www.orpha.net", "https://www.orpha.net"})
@@ -48,41 +52,83 @@ class ConditionRows:
 
 
 def condition_rows(
-    index: BundleIndex, patient_encounters: dict[str, list[tuple[str, dt.date]]], skipped_encounters: set[str]
+    index: BundleIndex,
+    patient_encounters: dict[str, list[tuple[str, dt.date]]],
+    skipped_encounters: set[str],
+    rejected_encounters: AbstractSet[str] = frozenset(),
 ) -> ConditionRows:
-    """Diagnosis, comorbidity and finding rows of every Condition; ``ignored`` counts those without ICD-10/ORPHA."""
+    """Diagnosis, comorbidity and finding rows of every Condition; ``ignored`` counts those without ICD-10/ORPHA.
+
+    A Condition that cannot be mapped is left out as a reject of the index (``BundleIndex.reject``); one that
+    refers to a rejected encounter and is attached to no other is left out with it (``conditions_left_out``).
+    """
     listed = _listed_diagnoses(index)
     next_rank: dict[str, int] = defaultdict(int)
     for encounter_id, rank in listed.values():
         next_rank[encounter_id] = max(next_rank[encounter_id], rank)
     rows = ConditionRows()
+    left_out = skipped_encounters | set(rejected_encounters)
     for key, condition in index.of_type("Condition"):
-        label = index.label("Condition", key)
         if SKIPPED_VERIFICATION & set(codes_in([condition.verificationStatus])):
             continue
-        codes = condition_codes(condition, label)
-        rows.ignored += not codes
-        hpo_ids = finding_hpo_ids([condition.code], rows.counts)
-        categories = set(codes_in(condition.category or [], CONDITION_CATEGORY_SYSTEM)) or set(
-            codes_in(condition.category or [])
-        )
-        recorded_at, _ = index.resolve(condition.encounter, "Encounter")
-        linked = recorded_at is not None or key in listed
-        diagnosed_at: str | None = None
-        if linked and (ENCOUNTER_DIAGNOSIS in categories or not categories):
-            encounter_id, rank = _diagnosis_link(key, condition, index, listed=listed, next_rank=next_rank, label=label)
-            if encounter_id not in skipped_encounters:
-                diagnosed_at = encounter_id
-                rows.diagnoses.extend(
-                    {"encounter_id": encounter_id, "code_system": system, "code": code, "rank": rank}
-                    for system, code in codes
-                )
-        if PROBLEM_LIST_ITEM in categories or not linked:
-            problem = _problem_list_encounters(condition, index, patient_encounters, recorded_at, skipped_encounters)
-            _add_problem(rows, problem, [code for system, code in codes if system == "ICD10"])
-            history = [e for e in problem if e != diagnosed_at]
-            rows.findings.extend(finding_rows(history, hpo_ids, present=True))
+        try:
+            _collect(
+                key,
+                condition,
+                index,
+                patient_encounters=patient_encounters,
+                skipped_encounters=left_out,
+                rejected_encounters=rejected_encounters,
+                listed=listed,
+                next_rank=next_rank,
+                rows=rows,
+            )
+        except ResourceError as error:
+            index.reject("Condition", key, condition, error)
     return rows
+
+
+def _collect(
+    key: str,
+    condition: Any,
+    index: BundleIndex,
+    *,
+    patient_encounters: dict[str, list[tuple[str, dt.date]]],
+    skipped_encounters: set[str],
+    rejected_encounters: AbstractSet[str],
+    listed: dict[str, tuple[str, int]],
+    next_rank: dict[str, int],
+    rows: ConditionRows,
+) -> None:
+    """Add the rows of one Condition to ``rows``: all of them, or none when ResourceError is raised."""
+    label = index.label("Condition", key)
+    codes = condition_codes(condition, label)
+    categories = set(codes_in(condition.category or [], CONDITION_CATEGORY_SYSTEM)) or set(
+        codes_in(condition.category or [])
+    )
+    recorded_at, _ = index.resolve(condition.encounter, "Encounter")
+    linked = recorded_at is not None or key in listed
+    diagnosed_at: str | None = None
+    if linked and (ENCOUNTER_DIAGNOSIS in categories or not categories):
+        encounter_id, rank = _diagnosis_link(key, condition, index, listed=listed, next_rank=next_rank, label=label)
+        if encounter_id not in skipped_encounters:
+            diagnosed_at = encounter_id
+            rows.diagnoses.extend(
+                {"encounter_id": encounter_id, "code_system": system, "code": code, "rank": rank}
+                for system, code in codes
+            )
+    # nothing below raises
+    rows.ignored += not codes
+    hpo_ids = finding_hpo_ids([condition.code], rows.counts)
+    attached = diagnosed_at is not None
+    if PROBLEM_LIST_ITEM in categories or not linked:
+        problem = _problem_list_encounters(condition, index, patient_encounters, recorded_at, skipped_encounters)
+        _add_problem(rows, problem, [code for system, code in codes if system == "ICD10"])
+        history = [e for e in problem if e != diagnosed_at]
+        rows.findings.extend(finding_rows(history, hpo_ids, present=True))
+        attached = attached or bool(problem)
+    if not attached and {recorded_at, listed.get(key, (None, 0))[0]} & rejected_encounters:
+        rows.counts.conditions_left_out += 1  # it was about a rejected encounter and went nowhere else
 
 
 def _add_problem(rows: ConditionRows, encounter_ids: list[str], icd10_codes: list[str]) -> None:
@@ -128,7 +174,7 @@ def normalize_orpha_code(code: str, label: str) -> str:
         if text.upper().startswith(prefix.upper()):
             text = text[len(prefix) :]
     if not text.isdigit():
-        raise ValueError(f"invalid FHIR {label}: field code.coding.code: not an ORPHA code like ORPHA:558")
+        raise ResourceError(label, "code.coding.code", "not an ORPHA code like ORPHA:558")
     return f"ORPHA:{int(text)}"
 
 
@@ -156,9 +202,7 @@ def _diagnosis_link(
     if key in listed and encounter_id in (None, listed[key][0]):
         return listed[key]
     if encounter_id is None:
-        raise ValueError(
-            f"invalid FHIR {label}: field encounter: an encounter-diagnosis must reference its Encounter "
-            "(or be listed in Encounter.diagnosis)"
-        )
+        problem = "an encounter-diagnosis must reference its Encounter (or be listed in Encounter.diagnosis)"
+        raise ResourceError(label, "encounter", problem)
     next_rank[encounter_id] += 1
     return encounter_id, next_rank[encounter_id]

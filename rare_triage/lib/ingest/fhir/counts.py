@@ -31,6 +31,10 @@ class ImportCounts:
     problem_list_attached: int = 0  # ... active and attached to at least one encounter
     problem_list_without_icd10: int = 0  # ... attached but with no ICD-10 code (no comorbidity row)
     comorbidity_rows: int = 0
+    observations_left_out: int = 0  # Observations of a rejected encounter, left out with it
+    conditions_left_out: int = 0  # Conditions of a rejected encounter attached to no other, left out with it
+    centre_resources_invalid: int = 0  # Organizations / Locations that fail validation (the centre id still reads)
+    resources_repeated: int = 0  # a bare resource repeated, unchanged, in the NDJSON files of a day (read once)
 
     @property
     def mapped_share(self) -> float:

@@ -62,6 +62,18 @@ def hpo_ids_for(codes: Iterable[tuple[str, str]], table: XrefTable | None = None
     return tuple(sorted({hpo for key in codes for hpo in lookup.get(key, ())}))
 
 
+XREFS_FORMAT = "rare-triage-hpo-xrefs/1"
+
+
+def xref_document(table: XrefTable, hpo_release: str) -> dict[str, object]:
+    """`table` as plain data published with a model (`hpo_xrefs.json`), so the service maps findings coded in
+    SNOMED CT, ICD-10 or UMLS to HPO exactly as this importer does: {system: {code: [HPO ids]}}."""
+    xrefs: dict[str, dict[str, list[str]]] = defaultdict(dict)
+    for (system, code), terms in sorted(table.items()):
+        xrefs[system][code] = list(terms)
+    return {"format": XREFS_FORMAT, "hpo_release": hpo_release, "xrefs": dict(xrefs)}
+
+
 @lru_cache(maxsize=1)
 def hpo_xref_table() -> XrefTable:
     """(system, code) -> HPO ids of the installed hp.obo (cached for the process)."""

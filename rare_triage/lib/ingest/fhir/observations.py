@@ -21,10 +21,13 @@ Mapping choices (documented for integrators):
 - An Observation without ``encounter`` goes to the patient's encounter on its effective day
   (``effective[x]``, else ``issued``); with none it is skipped and counted (``observations_unlinked``).
 - Observations with status entered-in-error or cancelled are skipped.
+- An Observation that cannot be mapped (e.g. a malformed HPO id, an unknown answer, a vital without value) is left
+  out as a reject of ``vitals`` or ``symptoms``; the Observations of a rejected Encounter are left out with it.
 """
 
 import datetime as dt
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -40,6 +43,7 @@ from rare_triage.lib.ingest.fhir.bundle import (
 )
 from rare_triage.lib.ingest.fhir.counts import ImportCounts
 from rare_triage.lib.ingest.fhir.findings import finding_hpo_ids, finding_rows, observed_presence
+from rare_triage.lib.ingest.fhir.rejects import ResourceError
 from rare_triage.lib.schema import PAIN_HPO, PAIN_SCORE_LOINC, SPO2_ALT_LOINC, VITAL_LOINC
 
 HPO_SYSTEMS: Final = frozenset(
@@ -100,22 +104,30 @@ def observation_rows(
     encounter_days: dict[str, dt.date],
     skipped_encounters: set[str],
     patient_days: dict[tuple[str, dt.date], str] | None = None,
+    rejected_encounters: AbstractSet[str] = frozenset(),
 ) -> ObservationRows:
     """Vitals, symptom and finding rows of every mapped Observation, pain scores merged into the symptoms.
 
-    ``patient_days`` ((patient id, day) -> encounter id) links Observations that reference no Encounter.
+    ``patient_days`` ((patient id, day) -> encounter id) links Observations that reference no Encounter. An
+    Observation that cannot be mapped is left out as a reject of the index (``BundleIndex.reject``); one of a
+    rejected encounter is left out with it (``observations_left_out``).
     """
     rows = ObservationRows(patient_days=patient_days or {})
     for key, observation in index.of_type("Observation"):
-        if observation.status not in SKIPPED_OBSERVATION_STATUSES:
+        if observation.status in SKIPPED_OBSERVATION_STATUSES:
+            continue
+        try:
             _collect(
                 key,
                 observation,
                 index,
                 encounter_days=encounter_days,
                 skipped_encounters=skipped_encounters,
+                rejected_encounters=rejected_encounters,
                 rows=rows,
             )
+        except ResourceError as error:
+            index.reject("Observation", key, observation, error)
     rows.symptoms = merge_pain_scores(rows.symptoms, rows.pain_scores)
     return rows
 
@@ -137,7 +149,7 @@ def normalize_hpo_id(code: str, label: str) -> str:
     """``HP:0001945``, ``HP_0001945`` or ``0001945`` -> ``HP:0001945``."""
     digits = code.strip().upper().removeprefix("HP:").removeprefix("HP_")
     if len(digits) != 7 or not digits.isdigit():
-        raise ValueError(f"invalid FHIR {label}: field code.coding.code: not an HPO id like HP:0001945")
+        raise ResourceError(label, "code.coding.code", "not an HPO id like HP:0001945")
     return f"HP:{digits}"
 
 
@@ -148,8 +160,10 @@ def _collect(
     *,
     encounter_days: dict[str, dt.date],
     skipped_encounters: set[str],
+    rejected_encounters: AbstractSet[str],
     rows: ObservationRows,
 ) -> None:
+    """Add the rows of one Observation to ``rows``: all of them, or none when ResourceError is raised."""
     label = index.label("Observation", key)
     loinc = codes_in([observation.code], LOINC_SYSTEM)
     vital_code = _vital_code(loinc)
@@ -168,6 +182,9 @@ def _collect(
     if encounter_id is None:
         rows.counts.observations_unlinked += 1
         return
+    if encounter_id in rejected_encounters:
+        rows.counts.observations_left_out += 1
+        return
     if encounter_id in skipped_encounters:
         return
     if finding_ids:
@@ -175,20 +192,27 @@ def _collect(
         if present is not None:
             rows.findings.extend(finding_rows([encounter_id], finding_ids, present))
         return
-    if vital_code and observation.valueQuantity is not None:
-        rows.vitals.append(_vital(encounter_id, vital_code, observation.valueQuantity, label))
-    for code, quantity in component_vitals:
-        rows.vitals.append(_vital(encounter_id, code, quantity, label))
-    if is_pain:
-        score = _number(observation)
-        if score is not None:
-            rows.pain_scores[encounter_id] = max(score, rows.pain_scores.get(encounter_id, score))
+    vitals = [
+        _vital(encounter_id, code, quantity, label)
+        for code, quantity in (
+            [(vital_code, observation.valueQuantity)] if vital_code and observation.valueQuantity is not None else []
+        )
+        + component_vitals
+    ]
+    symptom = None
     if hpo_ids:
         present = _present(observation, label)
         if present is not None:
             severity = _component_number(observation, SEVERITY_COMPONENT_CODES)
             duration = _duration_days(observation, encounter_days.get(encounter_id), label)
-            rows.symptoms.append(_symptom(encounter_id, hpo_ids[0], present, severity, duration))
+            symptom = _symptom(encounter_id, hpo_ids[0], present, severity, duration)
+    # nothing below raises: the Observation's rows are added together
+    rows.vitals.extend(vitals)
+    score = _number(observation) if is_pain else None
+    if score is not None:
+        rows.pain_scores[encounter_id] = max(score, rows.pain_scores.get(encounter_id, score))
+    if symptom is not None:
+        rows.symptoms.append(symptom)
 
 
 def _encounter_of(observation: Any, index: BundleIndex, patient_days: dict[tuple[str, dt.date], str]) -> str | None:
@@ -222,7 +246,7 @@ def _ucum(quantity: Any) -> str | None:
 def _vital(encounter_id: str, loinc_code: str, quantity: Any, label: str) -> dict[str, Any]:
     value = to_float(quantity.value)
     if value is None:
-        raise ValueError(f"invalid FHIR {label}: field valueQuantity.value: missing for LOINC {loinc_code}")
+        raise ResourceError(label, "valueQuantity.value", f"missing for LOINC {loinc_code}")
     unit = _ucum(quantity)
     if unit == "[degF]":
         value, unit = (value - 32.0) * 5.0 / 9.0, "Cel"
@@ -257,9 +281,8 @@ def _present(observation: Any, label: str) -> bool | None:
             return True
         if answers & ABSENT_ANSWER_CODES:
             return False
-        raise ValueError(
-            f"invalid FHIR {label}: field valueCodeableConcept: neither present (LOINC LA9633-4) "
-            "nor absent (LOINC LA9634-2)"
+        raise ResourceError(
+            label, "valueCodeableConcept", "neither present (LOINC LA9633-4) nor absent (LOINC LA9634-2)"
         )
     if observation.dataAbsentReason is not None:
         return None
@@ -284,9 +307,8 @@ def _duration_days(observation: Any, encounter_day: dt.date | None, label: str) 
         quantity = component.valueQuantity
         unit = _ucum(quantity) or "d"
         if unit not in DAYS_PER_UNIT:
-            raise ValueError(
-                f"invalid FHIR {label}: field component.valueQuantity.unit: duration unit not one of "
-                + ", ".join(DAYS_PER_UNIT)
+            raise ResourceError(
+                label, "component.valueQuantity.unit", "duration unit not one of " + ", ".join(DAYS_PER_UNIT)
             )
         value = to_float(quantity.value)
         return None if value is None else value * DAYS_PER_UNIT[unit]

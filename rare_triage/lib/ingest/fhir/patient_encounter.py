@@ -12,11 +12,15 @@ Mapping choices (documented for integrators):
   (Consultation) or the centre is secondary/tertiary, otherwise primary_care. Any other class
   code is passed through unchanged for governance to quarantine.
 - prior_visits_365d: the integer extension ``<RARE_TRIAGE_FHIR_BASE>/StructureDefinition/prior-visits-365d``.
+- Rejected (``ResourceError``, the resource left out as a reject): an Encounter without a Patient subject, without a
+  full ``period.start`` day, or with a non-integer prior-visits extension; a Patient with an unknown gender; a day
+  outside the years the raw tables hold (1678-2261).
 """
 
 import datetime as dt
 import re
-from typing import Any, Final
+from decimal import Decimal
+from typing import Any, Final, Literal
 
 from rare_triage.lib.ingest.fhir.bundle import (
     RARE_TRIAGE_FHIR_BASE,
@@ -30,6 +34,7 @@ from rare_triage.lib.ingest.fhir.bundle import (
 )
 from rare_triage.lib.ingest.fhir.centre import encounter_centre
 from rare_triage.lib.ingest.fhir.counts import ImportCounts
+from rare_triage.lib.ingest.fhir.rejects import ResourceError
 from rare_triage.lib.schema import CONSULTATION_TYPES
 
 CENTRE_LEVEL_SYSTEM: Final = f"{RARE_TRIAGE_FHIR_BASE}/CodeSystem/centre-level"
@@ -38,6 +43,8 @@ PRIOR_VISITS_EXTENSION: Final = f"{RARE_TRIAGE_FHIR_BASE}/StructureDefinition/pr
 NATIONAL_ID_SYSTEMS: Final = frozenset({"http://hl7.org/fhir/sid/us-ssn"})
 SPECIALIST_CONSULTATION_SNOMED: Final = "11429006"
 SKIPPED_ENCOUNTER_STATUSES: Final = frozenset({"cancelled", "entered-in-error"})
+SUPPORTED_YEARS: Final = (1678, 2261)
+SUPPORTED_DAY_RULE: Final = f"the year must be between {SUPPORTED_YEARS[0]} and {SUPPORTED_YEARS[1]}"
 
 SEX_BY_GENDER: Final = {"male": "M", "female": "F", "other": "U", "unknown": "U"}
 CONSULTATION_BY_CLASS: Final = {
@@ -51,11 +58,14 @@ _NATIONAL_PERSON_ID: Final = re.compile(r"^NN[A-Z]{3}$")
 
 
 def patient_row(key: str, patient: Any, label: str = "Patient") -> dict[str, Any]:
-    """One ``patients`` row of a Patient resource; ``label`` names it in errors (never its id)."""
+    """One ``patients`` row of a Patient resource; ResourceError names it by ``label`` (never its id) and the field."""
     name = _preferred(patient.name, "official")
     address = _preferred(patient.address, "home")
     if patient.gender is not None and patient.gender not in SEX_BY_GENDER:
-        raise ValueError(f"invalid FHIR {label}: field gender: not one of {', '.join(SEX_BY_GENDER)}")
+        raise ResourceError(label, "gender", f"not one of {', '.join(SEX_BY_GENDER)}")
+    birth = birth_day(patient.birthDate)
+    if birth is not None and not supported_day(birth):
+        raise ResourceError(label, "birthDate", SUPPORTED_DAY_RULE)
     return {
         "patient_id": key,
         "mrn": _identifier(patient, lambda code, _system: code == "MR"),
@@ -72,7 +82,7 @@ def patient_row(key: str, patient: Any, label: str = "Patient") -> dict[str, Any
         "street_address": (", ".join(address.line or []) or None) if address else None,
         "city": address.city if address else None,
         "zip_code": address.postalCode if address else None,
-        "birth_date": birth_day(patient.birthDate),
+        "birth_date": birth,
         "sex": SEX_BY_GENDER.get(patient.gender or "unknown"),
     }
 
@@ -90,20 +100,27 @@ def birth_day(value: dt.date | str | None) -> dt.date | None:
 def encounter_row(
     key: str, encounter: Any, index: BundleIndex, counts: ImportCounts | None = None
 ) -> dict[str, Any] | None:
-    """One ``encounters`` row, or None for a cancelled / entered-in-error Encounter."""
+    """One ``encounters`` row, or None for a cancelled / entered-in-error Encounter.
+
+    ResourceError (the Encounter is then rejected) without a Patient subject or a full ``period.start`` day.
+    """
     if encounter.status in SKIPPED_ENCOUNTER_STATUSES:
         return None
     label = index.label("Encounter", key)
     patient_id, _ = index.resolve(encounter.subject, "Patient")
     if patient_id is None:
-        raise ValueError(f"invalid FHIR {label}: field subject: must reference a Patient")
+        raise ResourceError(label, "subject", "must reference a Patient")
     day = to_day(encounter.period.start if encounter.period else None)
     if day is None:
-        raise ValueError(f"invalid FHIR {label}: field period.start: a full date is required (value withheld)")
+        raise ResourceError(label, "period.start", "a full date is required")
+    if not supported_day(day):
+        raise ResourceError(label, "period.start", SUPPORTED_DAY_RULE)
     centre = encounter_centre(encounter, index)
     if counts is not None:
         counts.add_centre(centre)
-    prior_visits = extension_value(encounter, PRIOR_VISITS_EXTENSION)
+    prior_visits = _whole_number(extension_value(encounter, PRIOR_VISITS_EXTENSION))
+    if prior_visits is False:
+        raise ResourceError(label, "extension", "prior-visits-365d: expected a whole number")
     return {
         "encounter_id": key,
         "patient_id": patient_id,
@@ -114,6 +131,20 @@ def encounter_row(
         "consultation_type": consultation_type(encounter, centre.level),
         "prior_visits_365d": prior_visits,
     }
+
+
+def supported_day(day: dt.date) -> bool:
+    """Whether the raw tables can hold ``day`` (their dates are nanosecond timestamps: years 1678 to 2261)."""
+    return SUPPORTED_YEARS[0] <= day.year <= SUPPORTED_YEARS[1]
+
+
+def _whole_number(value: Any) -> int | Literal[False] | None:
+    """An integer extension value (a whole decimal too), None when absent, False for anything else."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    return False
 
 
 def consultation_type(encounter: Any, centre_level: str | None) -> str | None:

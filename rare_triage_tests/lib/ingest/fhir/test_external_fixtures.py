@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 
 from rare_triage.lib.ingest.fhir.counts import ImportCounts
-from rare_triage.lib.ingest.fhir.read import read_fhir_file
-from rare_triage_tests.lib.ingest.fhir.test_read import FIXTURES, assert_contract
+from rare_triage_tests.lib.ingest.fhir.test_read import FIXTURES, assert_contract, read_tables
 
 HL7 = FIXTURES / "hl7_examples" / "hl7_r4_examples.ndjson"
 CAREBUNDLE = FIXTURES / "carebundle" / "carebundle_mixed_bulk.ndjson"
@@ -32,7 +31,7 @@ EXPECTED = {
 def test_external_fixture_sets_are_imported(path: Path) -> None:
     table_rows, with_finding, attached, (mapped, seen) = EXPECTED[path]
     counts = ImportCounts()
-    tables = read_fhir_file(path, counts=counts)
+    tables = read_tables(path, counts=counts)
     assert_contract(tables)
     assert {table: len(frame) for table, frame in tables.items()} == table_rows
     assert counts.encounters == table_rows["encounters"] > 0
@@ -45,7 +44,7 @@ def test_external_fixture_sets_are_imported(path: Path) -> None:
 
 
 def test_hl7_examples_an_encounter_diagnosis_is_never_its_own_finding() -> None:
-    tables = read_fhir_file(HL7)
+    tables = read_tables(HL7)
     # Condition/stroke is listed in Encounter f203's diagnoses (SNOMED 422504002 maps to HPO Ischemic stroke): what
     # the encounter concluded is its label, so it must not also be a phenotype of that encounter (label leakage)
     assert tables["symptoms"].empty
@@ -56,7 +55,7 @@ def test_hl7_examples_an_encounter_diagnosis_is_never_its_own_finding() -> None:
 
 
 def test_carebundle_problem_list_attached_to_the_encounters() -> None:
-    tables = read_fhir_file(CAREBUNDLE)
+    tables = read_tables(CAREBUNDLE)
     comorbidities = tables["comorbidities"]
     assert set(comorbidities["encounter_id"]) <= set(tables["encounters"]["encounter_id"])
     assert sorted(comorbidities["icd10_code"].unique()) == ["E03.9", "E11.9", "E66.9", "E78.5", "I10"]

@@ -9,8 +9,7 @@ import pytest
 from rare_triage.lib.ingest.fhir.counts import ImportCounts
 from rare_triage.lib.ingest.fhir.hpo_xrefs import hpo_xref_table, mappable_codes, parse_xref_table, xref_system
 from rare_triage.lib.ingest.fhir.problem_list import problem_encounters
-from rare_triage.lib.ingest.fhir.read import bundle_to_tables
-from rare_triage_tests.lib.ingest.fhir.test_read import bundle, condition, encounter, patient, rows
+from rare_triage_tests.lib.ingest.fhir.test_read import bundle, condition, encounter, mapped, patient, rows
 
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -90,7 +89,7 @@ def test_centre_unknowns_are_explicit(
         resources.append({"resourceType": "Organization", "id": "org-1", **organization})
         extra["serviceProvider"] = {"reference": "Organization/org-1"}
     counts = ImportCounts()
-    tables = bundle_to_tables(bundle(*resources, encounter(class_code=class_code, **extra)), counts=counts)
+    tables = mapped(bundle(*resources, encounter(class_code=class_code, **extra)), counts=counts)
     assert rows(tables["encounters"], "centre_id", "centre_level", "region") == [expected]
     assert counts.centre_level_inferred == (organization is None or "text" not in organization["type"][0])
 
@@ -130,7 +129,7 @@ def test_problem_list_without_encounter_attaches_by_onset_and_counts() -> None:
     problem = condition("c1", "problem-list-item", ICD10CM, "I10", onsetDateTime="2024-06-01")
     diagnosis_without_encounter = condition("c2", "encounter-diagnosis", ICD10CM, "E11.9")
     counts = ImportCounts()
-    tables = bundle_to_tables(bundle(patient(), encounter(), late, problem, diagnosis_without_encounter), counts=counts)
+    tables = mapped(bundle(patient(), encounter(), late, problem, diagnosis_without_encounter), counts=counts)
     assert rows(tables["comorbidities"], "encounter_id", "icd10_code") == [
         ("e2", "I10"),
         ("e1", "E11.9"),
@@ -159,7 +158,7 @@ def test_snomed_coded_observation_becomes_an_hpo_symptom(value: dict[str, Any], 
         **value,
     }
     counts = ImportCounts()
-    tables = bundle_to_tables(bundle(patient(), encounter(), finding), counts=counts)
+    tables = mapped(bundle(patient(), encounter(), finding), counts=counts)
     assert tables["symptoms"]["present"].tolist() == present
     assert set(tables["symptoms"]["hpo_id"]) <= {"HP:0001945"}
     assert (counts.findings_seen, counts.findings_mapped, counts.mapped_share) == (1, 1, 1.0)
@@ -167,9 +166,9 @@ def test_snomed_coded_observation_becomes_an_hpo_symptom(value: dict[str, Any], 
 
 def test_condition_finding_without_xref_is_counted_not_mapped() -> None:
     unmapped = condition("c1", "encounter-diagnosis", SNOMED, "39065001", encounter={"reference": "Encounter/e1"})
-    mapped = condition("c2", "problem-list-item", SNOMED, "386661006")
+    with_xref = condition("c2", "problem-list-item", SNOMED, "386661006")
     counts = ImportCounts()
-    tables = bundle_to_tables(bundle(patient(), encounter(), unmapped, mapped), counts=counts)
+    tables = mapped(bundle(patient(), encounter(), unmapped, with_xref), counts=counts)
     assert rows(tables["symptoms"], "encounter_id", "hpo_id", "present") == [("e1", "HP:0001945", True)]
     assert (counts.findings_seen, counts.findings_mapped, counts.encounters_with_finding) == (2, 1, 1)
     assert counts.problem_list_without_icd10 == 1
