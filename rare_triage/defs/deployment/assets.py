@@ -10,7 +10,6 @@ from rare_triage.defs.deployment.registry import record_hashes
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.bucket import ModelBucketResource
 from rare_triage.defs.shared.mlflow import MlflowTracking
-from rare_triage.lib.deployment.manifest import build_manifest
 from rare_triage.lib.deployment.model_bundle import (
     ExternalEvaluation,
     ModelBundle,
@@ -21,6 +20,8 @@ from rare_triage.lib.deployment.onnx_export import ExportedModel, export_trained
 from rare_triage.lib.deployment.onnx_export.speed import onnx_speed
 from rare_triage.lib.deployment.promotion import DEV, GATED_METRICS
 from rare_triage.lib.deployment.publication import move_pointer, pointer_key, publish_model
+from rare_triage.lib.deployment.release import HPO_XREFS, build_release
+from rare_triage.lib.ingest.fhir.hpo_xrefs import hpo_xref_table, xref_document
 
 LATENCY_REPEATS = 200
 LATENCY_BATCH_ROWS = 10_000
@@ -80,9 +81,10 @@ def onnx_model(context: dg.AssetExecutionContext, triage_model: ModelBundle) -> 
         "model_evaluation": dg.AssetIn(key=c.MODEL_EVALUATION),
         "external_validation": dg.AssetIn(key=c.EXTERNAL_VALIDATION),
     },
-    description="models/rare-triage/<version>/model.onnx + manifest.json in the bucket (immutable, "
-    "content-addressed), then the dev pointer moved to it after a read-back hash verification. Refuses to "
-    "publish unless every blocking check passed on the current materializations.",
+    description="models/rare-triage/<version>/model.onnx + phenotype_encoding.json + hpo_xrefs.json + manifest.json "
+    "(which holds the table files' sha256) in the bucket (immutable, content-addressed), then the dev pointer "
+    "moved to it after a read-back hash verification. Refuses to publish unless every blocking check passed on the "
+    "current materializations.",
 )
 def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by parameter name
     context: dg.AssetExecutionContext,
@@ -114,11 +116,17 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
             metadata={"checks": dg.MetadataValue.json(checks)},
         )
     evaluated = with_evaluation_metrics(triage_model, model_evaluation.metrics, external_validation.metrics())
-    manifest = build_manifest(
-        evaluated, onnx_model.onnx_bytes, onnx_model.spec, checks=checks, dagster_run_id=context.run.run_id
+    release = build_release(
+        evaluated,
+        onnx_model.onnx_bytes,
+        onnx_model.spec,
+        checks=checks,
+        dagster_run_id=context.run.run_id,
+        extra_tables={HPO_XREFS: xref_document(hpo_xref_table(), evaluated.hpo_release)},
     )
+    manifest = release.manifest
     target = bucket.get_bucket()
-    published = publish_model(target, onnx_model.onnx_bytes, manifest)
+    published = publish_model(target, release)
     # the registry keeps the hashes outside the bucket: promotion and rollback verify the files against them
     tagged = record_hashes(mlflow, published, manifest["mlflow_model_version"])
     pointer = move_pointer(target, DEV, published.version)
@@ -131,6 +139,7 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
             "manifest_key": published.manifest_key,
             "onnx_sha256": published.onnx_sha256,
             "manifest_sha256": published.manifest_sha256,
+            "table_files": dg.MetadataValue.json(manifest["files"]),
             "already_published": published.already_published,
             "dev_previous_version": str(pointer.previous_version),
             "checks": dg.MetadataValue.json(checks),

@@ -1,16 +1,19 @@
 """Published models in the bucket: immutable version folders and the env pointers that say which one is served.
 
 Layout (under the bucket root):
-    models/rare-triage/<version>/model.onnx      immutable
-    models/rare-triage/<version>/manifest.json   immutable
-    models/rare-triage/env/<env>.json            pointer, the only object ever overwritten
+    models/rare-triage/<version>/model.onnx                 immutable
+    models/rare-triage/<version>/phenotype_encoding.json    immutable, one per table of the manifest's `files`
+    models/rare-triage/<version>/manifest.json              immutable, written last
+    models/rare-triage/env/<env>.json                       pointer, the only object ever overwritten
 
 A pointer moves only after the version's files were read back and hash-verified, so a reader that
 follows a pointer always finds a complete, consistent model. The pointer records the hashes it was verified
 against: a later move (promotion, rollback) checks the files against those records, so a file edited in place
-after publication is refused even when it is still valid JSON.
+after publication is refused even when it is still valid JSON. Table files are covered through the manifest,
+which holds their sha256.
 """
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -22,11 +25,15 @@ from rare_triage.lib.deployment.bucket import Bucket, ObjectExistsError, ObjectN
 from rare_triage.lib.deployment.manifest import (
     MODEL_NAME,
     ManifestError,
+    ManifestFormatError,
     manifest_from_bytes,
     manifest_to_bytes,
     sha256_hex,
+    validate_file_name,
     validate_manifest,
 )
+from rare_triage.lib.deployment.release import Release
+from rare_triage.lib.deployment.sidecar import load_sidecar
 
 MODELS_PREFIX = f"models/{MODEL_NAME}"
 ENV_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -48,6 +55,7 @@ class PublishedVersion:
     manifest_sha256: str
     size_bytes: int
     already_published: bool = False
+    sidecar_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,13 +94,25 @@ class Pointer:
 
 @dataclass(frozen=True)
 class VersionCheck:
-    """What reading a version back found: every problem (empty when it is intact) and, if readable, its manifest."""
+    """What reading a version back found: every problem (empty when it is intact) and, if readable, its manifest
+    and its verified tables (by table name)."""
 
     version: str
     problems: list[str] = field(default_factory=list)
     manifest: dict[str, Any] | None = None
     published: PublishedVersion | None = None
     onnx_bytes: bytes | None = field(default=None, repr=False)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class ListedVersion:
+    """A version that has a manifest: `problem` when it cannot be read, `old_format` when its manifest is of an
+    earlier format (readable by nothing that serves today, and never pointed at again)."""
+
+    version: str
+    problem: str | None = None
+    old_format: bool = False
 
 
 def _check_env(env: str) -> str:
@@ -117,6 +137,11 @@ def manifest_key(version: str) -> str:
     return f"{MODELS_PREFIX}/{_check_version(version)}/manifest.json"
 
 
+def sidecar_key(version: str, file: str) -> str:
+    """Key of one of a version's table files (a plain file name listed in its manifest's `files`)."""
+    return f"{MODELS_PREFIX}/{_check_version(version)}/{validate_file_name(file)}"
+
+
 def pointer_key(env: str) -> str:
     """Key of an env pointer."""
     return f"{MODELS_PREFIX}/env/{_check_env(env)}.json"
@@ -128,8 +153,25 @@ def _compare(name: str, actual: str, recorded: str | None, source: str) -> list[
     return [f"{name} (sha256 {actual[:12]}...) does not match the hash recorded by {source} ({recorded[:12]}...)"]
 
 
+def _read_tables(bucket: Bucket, version: str, manifest: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The manifest's tables read back and verified against their entries, and every problem met."""
+    tables: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for name, entry in sorted(manifest["files"].items()):
+        try:
+            tables[name] = load_sidecar(version, entry, bucket.get_bytes(sidecar_key(version, entry["file"])))
+        except ObjectNotFoundError:
+            problems.append(
+                f"incomplete in {bucket.uri}: {version}/{entry['file']}, listed in its manifest, is missing"
+            )
+        except ManifestError as exc:
+            problems.append(str(exc))
+    return tables, problems
+
+
 def inspect_version(bucket: Bucket, version: str, records: Iterable[RecordedHashes] = ()) -> VersionCheck:
-    """Read a version's files back; list every way they disagree with each other and with `records`."""
+    """Read a version's files back (ONNX, manifest, then every table the manifest lists); list every way they
+    disagree with each other and with `records`."""
     try:
         onnx_bytes = bucket.get_bytes(model_key(version))
         manifest_bytes = bucket.get_bytes(manifest_key(version))
@@ -151,6 +193,7 @@ def inspect_version(bucket: Bucket, version: str, records: Iterable[RecordedHash
         return VersionCheck(version, [*problems, str(exc)])
     if manifest["version"] != version:
         problems.append(f"its manifest names version {manifest['version']!r}")
+    tables, table_problems = _read_tables(bucket, version, manifest)
     published = PublishedVersion(
         version=version,
         model_key=model_key(version),
@@ -158,8 +201,9 @@ def inspect_version(bucket: Bucket, version: str, records: Iterable[RecordedHash
         onnx_sha256=onnx_sha,
         manifest_sha256=manifest_sha,
         size_bytes=len(onnx_bytes),
+        sidecar_keys=tuple(sidecar_key(version, entry["file"]) for _, entry in sorted(manifest["files"].items())),
     )
-    return VersionCheck(version, problems, manifest, published, onnx_bytes)
+    return VersionCheck(version, [*problems, *table_problems], manifest, published, onnx_bytes, tables)
 
 
 def verify_version(
@@ -172,28 +216,40 @@ def verify_version(
     return check.published, check.manifest
 
 
-def publish_model(bucket: Bucket, onnx_bytes: bytes, manifest: dict[str, Any]) -> PublishedVersion:
-    """Write the version's ONNX file then its manifest, read both back and verify them.
+def publish_model(bucket: Bucket, release: Release) -> PublishedVersion:
+    """Write the version's ONNX file, its table files, then its manifest; read everything back and verify it.
 
     Idempotent: a version already complete with the same ONNX bytes is verified and returned as is
-    (its first manifest stays). A half-written version (ONNX without manifest, e.g. after a failed
-    upload) is completed. An existing file with other content raises IntegrityError.
+    (its first manifest stays). A half-written version (files without manifest, e.g. after a failed
+    upload) is completed. An existing ONNX or table file with other content raises IntegrityError.
     """
-    validate_manifest(manifest, onnx_bytes)
-    version = manifest["version"]
-    keys = ((model_key(version), onnx_bytes), (manifest_key(version), manifest_to_bytes(manifest)))
+    manifest, version = release.manifest, release.version
+    validate_manifest(manifest, release.onnx_bytes)
+    entries = sorted(manifest["files"].values(), key=lambda entry: entry["file"])
+    if {entry["file"] for entry in entries} != set(release.sidecars):
+        raise IntegrityError(
+            f"version {version}: the table files to publish {sorted(release.sidecars)} are not the manifest's "
+            f"{[entry['file'] for entry in entries]}"
+        )
+    for entry in entries:
+        load_sidecar(version, entry, release.sidecars[entry["file"]])
+    keys = [
+        (model_key(version), release.onnx_bytes),
+        *((sidecar_key(version, entry["file"]), release.sidecars[entry["file"]]) for entry in entries),
+        (manifest_key(version), manifest_to_bytes(manifest)),
+    ]
     already = True
     for key, data in keys:
         try:
             bucket.put_bytes(key, data, if_absent=True)
             already = False
         except ObjectExistsError:
-            if key == model_key(version) and sha256_hex(bucket.get_bytes(key)) != sha256_hex(data):
+            if key != manifest_key(version) and sha256_hex(bucket.get_bytes(key)) != sha256_hex(data):
                 raise IntegrityError(
-                    f"version {version}: stored model.onnx differs from the bytes to publish"
+                    f"version {version}: stored {key.rsplit('/', 1)[-1]} differs from the bytes to publish"
                 ) from None
     published, _ = verify_version(bucket, version)
-    return PublishedVersion(**{**asdict(published), "already_published": already})
+    return dataclasses.replace(published, already_published=already)
 
 
 def read_pointer(bucket: Bucket, env: str) -> Pointer | None:
@@ -257,24 +313,27 @@ def served_model(bucket: Bucket, env: str) -> tuple[Pointer, dict[str, Any], byt
     return pointer, check.manifest, check.onnx_bytes
 
 
-def _created_at(bucket: Bucket, version: str) -> tuple[str, str | None]:
+def _listed(bucket: Bucket, version: str) -> tuple[str, ListedVersion]:
+    """(created_at, listing) of a version that has a manifest; created_at is empty when the manifest is unreadable."""
     try:
-        return str(manifest_from_bytes(bucket.get_bytes(manifest_key(version)))["created_at"]), None
+        return str(manifest_from_bytes(bucket.get_bytes(manifest_key(version)))["created_at"]), ListedVersion(version)
+    except ManifestFormatError as exc:
+        return "", ListedVersion(version, f"version {version}: {exc}", old_format=True)
     except ManifestError as exc:
-        return "", f"version {version}: {exc}"
+        return "", ListedVersion(version, f"version {version}: {exc}")
 
 
-def published_versions(bucket: Bucket) -> list[tuple[str, str | None]]:
-    """(version, problem) of every version that has a manifest, oldest first by created_at; unreadable ones first."""
+def published_versions(bucket: Bucket) -> list[ListedVersion]:
+    """Every version that has a manifest, oldest first by created_at; unreadable ones and older formats first."""
     versions = {
         key.split("/")[2]
         for key in bucket.list(MODELS_PREFIX + "/")
         if key.endswith("/manifest.json") and VERSION_PATTERN.match(key.split("/")[2])
     }
-    read = {v: _created_at(bucket, v) for v in versions}
-    return [(v, read[v][1]) for v in sorted(versions, key=lambda v: (read[v][0], v))]
+    read = {v: _listed(bucket, v) for v in versions}
+    return [read[v][1] for v in sorted(versions, key=lambda v: (read[v][0], v))]
 
 
 def list_versions(bucket: Bucket) -> list[str]:
     """Versions that have a manifest, oldest first by the manifest's created_at."""
-    return [version for version, _ in published_versions(bucket)]
+    return [listed.version for listed in published_versions(bucket)]

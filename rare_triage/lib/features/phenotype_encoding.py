@@ -1,6 +1,7 @@
 """The phenotype encoding a service needs to turn HPO terms into the model's phenotype inputs, as plain data.
 
-It travels in the manifest next to the ONNX file (the manifest is the serving contract), so a service computes
+It travels with the ONNX file, as the version's `phenotype_encoding.json` named with its sha256 in the manifest (the
+manifest is the serving contract), so a service computes
 the vocabulary flags, organ-system flags, their count and the phenotype-specificity features of any submitted
 HPO id exactly as the feature SQL does, without the ontology or the training stack:
 - `terms`: every HPO id the release accepts (current, alternative and replaced obsolete ids) ->

@@ -25,8 +25,15 @@ from rare_triage.lib.deployment import bucket as bucket_lib
 from rare_triage.lib.deployment.model_bundle import ModelBundle
 from rare_triage.lib.deployment.onnx_export import export as export_module
 from rare_triage.lib.deployment.onnx_export.isotonic import NEAREST_THRESHOLD_ISOTONIC
-from rare_triage.lib.deployment.publication import list_versions, read_pointer, served_model
+from rare_triage.lib.deployment.publication import (
+    inspect_version,
+    list_versions,
+    read_pointer,
+    served_model,
+    sidecar_key,
+)
 from rare_triage.lib.deployment.registry_hashes import MANIFEST_SHA256_TAG, ONNX_SHA256_TAG, VERSION_TAG
+from rare_triage.lib.ingest.fhir.hpo_xrefs import XREFS_FORMAT, hpo_xref_table
 from rare_triage.lib.testing.synthetic_models import synthetic_trained_model
 from rare_triage.lib.training.evaluate import ModelEvaluation
 from rare_triage.lib.training.external import ExternalValidation
@@ -153,6 +160,18 @@ def test_publishing_writes_a_verified_version_and_moves_dev(
     assert result.output_for_node("published_model")["version"] == pointer.version
     assert _check(result, "dev_serves_published_version").passed
     assert len(onnx_bytes) == onnx_meta["onnx_bytes"].value
+    assert "phenotype_encoding" not in manifest
+    assert bucket.exists(sidecar_key(pointer.version, "phenotype_encoding.json"))
+    tables = inspect_version(bucket, pointer.version).tables
+    assert set(tables) == {"phenotype_encoding", "hpo_xrefs"}
+    assert tables["phenotype_encoding"] == model.phenotype_encoding
+    xrefs = tables["hpo_xrefs"]  # the service maps SNOMED CT / ICD-10 / UMLS findings as the FHIR importer does
+    assert (xrefs["format"], xrefs["hpo_release"]) == (XREFS_FORMAT, model.hpo_release)
+    assert {
+        (system, code): tuple(terms) for system, codes in xrefs["xrefs"].items() for code, terms in codes.items()
+    } == hpo_xref_table()
+    published_meta = result.asset_materializations_for_node("published_model")[0].metadata
+    assert published_meta["table_files"].value == manifest["files"]
 
 
 def test_a_failed_parity_check_blocks_publication(

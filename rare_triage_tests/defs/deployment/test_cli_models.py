@@ -25,6 +25,7 @@ from rare_triage.lib.deployment.publication import (
     pointer_key,
     publish_model,
     read_pointer,
+    sidecar_key,
 )
 from rare_triage_tests.fixtures_s3 import (
     ACCESS_KEY,
@@ -35,12 +36,13 @@ from rare_triage_tests.fixtures_s3 import (
     s3_client,
     s3_server,
 )
-from rare_triage_tests.helpers.published_model_factory import manifest_for
+from rare_triage_tests.helpers.published_model_factory import manifest_for, publish_format_1, release_for
 
 __all__ = ["frozen_endpoint", "s3_server"]  # pytest fixtures used by name below
 
 GUARD_S = 300  # wall-clock guard against a hang, not a speed assertion
 BETTER = {METRIC_ORPHAN_RECALL: 0.93, METRIC_EXTERNAL_VALIDATION_SHARE: 0.81}
+TABLE = "phenotype_encoding.json"
 
 
 @pytest.fixture
@@ -56,8 +58,8 @@ def tracking_uri(tmp_path: Path) -> str:
 
 def _serve(bucket: Bucket, tracking_uri: str | None = None) -> tuple[PublishedVersion, PublishedVersion]:
     """prod -> version 1, dev -> version 2 (better); hashes tagged in the registry as publication does."""
-    one = publish_model(bucket, b"model one", manifest_for(b"model one", "1"))
-    two = publish_model(bucket, b"model two", manifest_for(b"model two", "2", **BETTER))
+    one = publish_model(bucket, release_for(b"model one", "1"))
+    two = publish_model(bucket, release_for(b"model two", "2", **BETTER))
     if tracking_uri is not None:
         for published, number in ((one, "1"), (two, "2")):
             record_hashes(MlflowTracking(tracking_uri=tracking_uri), published, number)
@@ -144,6 +146,66 @@ def test_promote_refuses_a_tampered_manifest_even_with_a_rewritten_pointer(
     captured = capsys.readouterr()
     assert "MISMATCH" in captured.err
     assert "recorded by model registry rare-triage version 2" in captured.out
+
+
+def test_status_promote_and_rollback_refuse_a_tampered_table_file(
+    local: tuple[LocalBucket, dict[str, str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, environ, (one, two) = local
+    table = bucket.root / sidecar_key(two.version, TABLE)
+    table.write_bytes(table.read_bytes().replace(b"0.912", b"0.001"))
+    problem = f"{two.version}/{TABLE} ("
+
+    assert main(["status"], environ) == 1
+    out = capsys.readouterr().out
+    assert f"dev: {two.version} MISMATCH: {problem}" in out and "does not match its manifest entry" in out
+    assert f"prod: {one.version} ok" in out
+    assert main(["promote", "--tolerance", "0.0"], environ) == 1
+    assert f"promotion refused: version {two.version}: {problem}" in capsys.readouterr().err
+    assert main(["rollback", "--env", "prod", "--version", two.version], environ) == 1
+    assert f"rollback of prod to {two.version} refused: version {two.version}: {problem}" in capsys.readouterr().err
+    assert read_pointer(bucket, "prod").version == one.version  # type: ignore[union-attr]
+
+
+def test_status_reports_a_missing_table_file(
+    local: tuple[LocalBucket, dict[str, str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, environ, (one, two) = local
+    (bucket.root / sidecar_key(one.version, TABLE)).unlink()
+
+    assert main(["status"], environ) == 1
+
+    out = capsys.readouterr().out
+    assert f"prod: {one.version} MISMATCH: incomplete in {bucket.uri}: {one.version}/{TABLE}, listed in" in out
+    assert f"dev: {two.version} ok" in out
+
+
+def test_status_names_a_version_of_manifest_format_1_and_fails_only_where_it_is_served(
+    local: tuple[LocalBucket, dict[str, str], Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket, environ, (one, two) = local
+    old = publish_format_1(bucket, b"model zero", "3")  # registry version 3 does not exist: no tags to compare
+
+    assert main(["status"], environ) == 0
+    out = capsys.readouterr().out
+    assert f"{old} (older manifest format, not servable)" in out
+    assert f"  version {old}: manifest format 1 is not 2" in out
+    assert f"prod: {one.version} ok" in out and f"dev: {two.version} ok" in out
+
+    prod = read_pointer(bucket, "prod")
+    assert prod is not None
+    hashes = {
+        "manifest_sha256": hashlib.sha256(bucket.get_bytes(manifest_key(old))).hexdigest(),
+        "onnx_sha256": hashlib.sha256(b"model zero").hexdigest(),
+    }
+    bucket.put_bytes(pointer_key("prod"), Pointer(**{**vars(prod), "version": old, **hashes}).to_bytes(), False)
+
+    assert main(["status"], environ) == 1
+    captured = capsys.readouterr()
+    assert f"prod: {old} MISMATCH: manifest format 1 is not 2" in captured.out
+    assert "Traceback" not in captured.out + captured.err
+    assert main(["promote", "--tolerance", "0.0"], environ) == 1
+    assert f"promotion refused: version {old}: manifest format 1 is not 2" in capsys.readouterr().err
 
 
 def test_a_missing_bucket_folder_is_named_not_taken_for_an_empty_bucket(

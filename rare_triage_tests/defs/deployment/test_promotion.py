@@ -16,7 +16,7 @@ from rare_triage.defs.shared.mlflow import MlflowTracking
 from rare_triage.lib.deployment.bucket import LocalBucket
 from rare_triage.lib.deployment.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
 from rare_triage.lib.deployment.publication import move_pointer, publish_model, read_pointer
-from rare_triage_tests.helpers.published_model_factory import manifest_for
+from rare_triage_tests.helpers.published_model_factory import release_for
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,9 @@ def _champion(uri: str) -> str:
 def served(tmp_path: Path, tracking_uri: str) -> Iterator[tuple[LocalBucket, str, str]]:
     """prod serves registry version 1, dev serves version 2 with better metrics; champion alias on 1."""
     bucket = LocalBucket(tmp_path / "bucket")
-    old = publish_model(bucket, b"model one", manifest_for(b"model one", "1")).version
+    old = publish_model(bucket, release_for(b"model one", "1")).version
     better = {METRIC_ORPHAN_RECALL: 0.93, METRIC_EXTERNAL_VALIDATION_SHARE: 0.81}
-    new = publish_model(bucket, b"model two", manifest_for(b"model two", "2", **better)).version
+    new = publish_model(bucket, release_for(b"model two", "2", **better)).version
     move_pointer(bucket, "prod", old)
     move_pointer(bucket, "dev", new)
     champion_setter(MlflowTracking(tracking_uri=tracking_uri))({"mlflow_model_version": "1"})
@@ -84,9 +84,7 @@ def test_a_refused_gate_fails_the_run_and_moves_nothing(
 ) -> None:
     bucket, old, _ = served
     worse = {METRIC_ORPHAN_RECALL: 0.70, METRIC_EXTERNAL_VALIDATION_SHARE: 0.81}
-    move_pointer(
-        bucket, "dev", publish_model(bucket, b"model three", manifest_for(b"model three", "2", **worse)).version
-    )
+    move_pointer(bucket, "dev", publish_model(bucket, release_for(b"model three", "2", **worse)).version)
 
     result = promote_to_prod_job.execute_in_process(
         run_config={"ops": {"promote_dev_to_prod": {"config": {"tolerance": 0.05}}}},

@@ -12,7 +12,7 @@ from rare_triage.lib.deployment.bucket import BucketUnreachableError, S3Bucket, 
 from rare_triage.lib.deployment.publication import publish_model
 from rare_triage.lib.lake_fs import S3Options, resolve_filesystem, s3_limits_from_environ, write_parquet
 from rare_triage_tests.fixtures_s3 import ACCESS_KEY, SECRET_KEY, frozen_endpoint
-from rare_triage_tests.helpers.published_model_factory import manifest_for
+from rare_triage_tests.helpers.published_model_factory import release_for
 
 __all__ = ["frozen_endpoint"]  # pytest fixture used by name below
 
@@ -33,7 +33,7 @@ def test_publishing_to_a_frozen_endpoint_fails_naming_it(frozen_endpoint: str) -
     bucket = S3Bucket(s3_client(_quick(frozen_endpoint)), "models", "rare")
 
     with pytest.raises(BucketUnreachableError) as caught:
-        _guarded(lambda: publish_model(bucket, b"onnx", manifest_for(b"onnx")))
+        _guarded(lambda: publish_model(bucket, release_for(b"onnx")))
 
     message = str(caught.value)
     assert message.startswith(f"s3 endpoint {frozen_endpoint}: ")

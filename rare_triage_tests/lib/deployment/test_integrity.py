@@ -22,15 +22,17 @@ from rare_triage.lib.deployment.publication import (
     pointer_key,
     publish_model,
     read_pointer,
+    sidecar_key,
 )
 from rare_triage.lib.deployment.registry_hashes import hash_tags, recorded_in_tags, tags_to_set
-from rare_triage_tests.helpers.published_model_factory import manifest_for
+from rare_triage_tests.helpers.published_model_factory import manifest_for, release_for
 
 RECALL, SHARE = METRIC_ORPHAN_RECALL, METRIC_EXTERNAL_VALIDATION_SHARE
+TABLE = "phenotype_encoding.json"
 
 
 def _publish(bucket: LocalBucket, onnx: bytes, registry: str, **metrics: float) -> PublishedVersion:
-    return publish_model(bucket, onnx, manifest_for(onnx, registry, **metrics))
+    return publish_model(bucket, release_for(onnx, registry, **metrics))
 
 
 def _registry(*published: PublishedVersion) -> Callable[[str], RecordedHashes | None]:
@@ -95,6 +97,43 @@ def test_the_champion_is_verified_before_the_gate_reads_it(
 
     with pytest.raises(IntegrityError, match=rf"version {one.version}: .* recorded by pointer .*prod\.json"):
         promote(bucket, tolerance=0.0)
+
+
+def _tamper_table(bucket: LocalBucket, version: str) -> None:
+    """Rewrite a version's phenotype encoding in place: valid JSON, another information content."""
+    path = bucket.root / sidecar_key(version, TABLE)
+    path.write_bytes(path.read_bytes().replace(b"0.912", b"0.001"))
+
+
+@pytest.mark.parametrize("edited", ["challenger", "champion"])
+def test_promotion_refuses_a_table_file_edited_after_publication(
+    served: tuple[LocalBucket, PublishedVersion, PublishedVersion], edited: str
+) -> None:
+    bucket, one, two = served
+    version = two.version if edited == "challenger" else one.version
+    _tamper_table(bucket, version)
+
+    with pytest.raises(
+        IntegrityError, match=rf"^version {version}: {version}/phenotype_encoding\.json .* does not match its manifest"
+    ):
+        promote(bucket, tolerance=0.0, registry=_registry(one, two))
+    assert read_pointer(bucket, "prod").version == one.version  # type: ignore[union-attr]
+
+
+def test_rollback_refuses_a_tampered_or_missing_table_file(tmp_path: Path) -> None:
+    bucket = LocalBucket(tmp_path)
+    one, two = _publish(bucket, b"one", "1"), _publish(bucket, b"two", "2")
+    move_pointer(bucket, "prod", one.version)
+    move_pointer(bucket, "prod", two.version)
+    registry = _registry(one, two)
+    _tamper_table(bucket, one.version)
+
+    with pytest.raises(IntegrityError, match=rf"version {one.version}: {one.version}/phenotype_encoding\.json"):
+        rollback(bucket, "prod", one.version, registry=registry)
+    (bucket.root / sidecar_key(one.version, TABLE)).unlink()
+    with pytest.raises(IntegrityError, match=r"incomplete in .*phenotype_encoding\.json, listed in its manifest, is"):
+        rollback(bucket, "prod", one.version, registry=registry)
+    assert read_pointer(bucket, "prod").version == two.version  # type: ignore[union-attr]
 
 
 def test_an_intact_promotion_records_the_hashes_it_verified(

@@ -10,7 +10,7 @@ from rare_triage.lib.deployment.bucket import LocalBucket
 from rare_triage.lib.deployment.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
 from rare_triage.lib.deployment.promotion import promote, promotion_gate, rollback
 from rare_triage.lib.deployment.publication import IntegrityError, model_key, move_pointer, publish_model, read_pointer
-from rare_triage_tests.helpers.published_model_factory import manifest_for
+from rare_triage_tests.helpers.published_model_factory import manifest_for, release_for
 
 RECALL, SHARE = METRIC_ORPHAN_RECALL, METRIC_EXTERNAL_VALIDATION_SHARE
 
@@ -26,7 +26,7 @@ class AliasRecorder:
 
 
 def _publish(bucket: LocalBucket, onnx: bytes, registry_version: str | None = "1", **kwargs: Any) -> str:
-    return publish_model(bucket, onnx, manifest_for(onnx, registry_version, **kwargs)).version
+    return publish_model(bucket, release_for(onnx, registry_version, **kwargs)).version
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The phenotype encoding of the manifest reproduces the feature SQL's phenotype inputs from HPO ids alone."""
+"""The phenotype encoding published with a model reproduces the feature SQL's phenotype inputs from HPO ids alone."""
 
 import json
 
