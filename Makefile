@@ -1,13 +1,17 @@
-# rare-triage: every target sets itself up from requirements/dev.lock into .venv.
+# rare-triage: every target sets itself up from requirements/dev.lock into .venv; the service's targets from
+# requirements/serving-dev.lock into .venv-serving (serving's own dependencies only, never the platform's).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+SERVING_VENV := .venv-serving
+SERVING_BIN := $(SERVING_VENV)/bin
+UV_COMPILE := $(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu
 UV_VERSION := 0.13.9
 export RARE_TRIAGE_HOME ?= $(CURDIR)/.rare_triage
 export DAGSTER_HOME ?= $(RARE_TRIAGE_HOME)/dagster_home
 DAYS ?= 35
 
-.PHONY: setup run ui test lint bench clean
+.PHONY: setup run ui test lint bench bench-serving clean setup-serving test-serving lock-serving
 
 setup: $(VENV)/.installed
 
@@ -23,8 +27,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-run: setup $(DAGSTER_HOME)/dagster.yaml
+# The platform end to end, then the service on the model it published, in the foreground (Ctrl-C stops it).
+run: setup setup-serving $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m rare_triage demo --days $(DAYS)
+	MODEL_ENV=dev $(SERVING_BIN)/python -m serving --announce
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
@@ -36,6 +42,7 @@ test: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/lint-imports --no-cache --no-logo
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 	$(BIN)/pytest -n 2
+	$(MAKE) --no-print-directory test-serving
 
 lint: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ruff check .
@@ -44,8 +51,36 @@ lint: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/lint-imports --no-cache --no-logo
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
 
+# The service's venv: the locked runtime and test tools, then serving itself without dependencies; pip check fails
+# when the lock misses a dependency (installed with --no-deps, nothing is resolved behind the lock's back).
+setup-serving: $(SERVING_VENV)/.installed
+
+$(SERVING_VENV)/.installed: requirements/serving-dev.lock serving/pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "rare-triage-serving needs Python 3.11, found " + sys.version'
+	$(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_BIN)/python -m pip install --quiet --no-deps -r requirements/serving-dev.lock
+	$(SERVING_BIN)/python -m pip install --quiet --no-deps -e serving
+	$(SERVING_BIN)/python -m pip check
+	touch $@
+
+# Run from serving/ with pytest's importlib mode: the tests import serving as installed, and the repository root
+# (rare_triage) is not on their path.
+test-serving: setup-serving
+	cd serving && ../$(SERVING_BIN)/pytest
+
+# serving.lock from serving/pyproject.toml; serving-dev.lock adds the dev extra with serving.lock's pins as
+# constraints, so the tests run the exact runtime versions the service ships with.
+lock-serving: setup
+	$(UV_COMPILE) serving/pyproject.toml -o requirements/serving.lock
+	$(UV_COMPILE) serving/pyproject.toml --extra dev -c requirements/serving.lock -o requirements/serving-dev.lock
+
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
+
+# The service over HTTP on 127.0.0.1 against its floor and the seed design (FastAPI + native pipeline), on the
+# model published in $(RARE_TRIAGE_HOME) (`make run` first); needs Debian's wrk (else a slower Python client).
+bench-serving: setup setup-serving
+	$(BIN)/python bench/bench_serving.py --home $(RARE_TRIAGE_HOME) $(BENCH_SERVING_ARGS)
 
 clean:
 	rm -rf $(RARE_TRIAGE_HOME)

@@ -15,6 +15,7 @@ from rare_triage.cli.instance import open_instance
 from rare_triage.cli.models import status
 from rare_triage.definitions import build_definitions
 from rare_triage.defs.shared import keys
+from rare_triage.defs.shared.resources import build_mlflow_resource
 from rare_triage.lib.paths import rare_triage_home
 
 MIN_TRAINING_DAYS = 21  # train 7+, validation 7, test 7 days (TrainingSetConfig defaults)
@@ -85,3 +86,9 @@ def run_demo(days: int, end: dt.date, train: bool = True) -> None:
         _execute(defs, keys.TRAIN_AND_PUBLISH_JOB, instance, every_check=True)
         print(status(os.environ))
     print("Open the Dagster UI on this result: make ui  ->  http://127.0.0.1:3000/asset-groups")
+    if train:
+        store = build_mlflow_resource(os.environ).resolved_tracking_uri()
+        print(
+            "Open the MLflow UI on its runs and registered models: "
+            f".venv/bin/mlflow ui --backend-store-uri {store} -h 127.0.0.1 -p 5000"
+        )
