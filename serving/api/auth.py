@@ -18,8 +18,9 @@ SECURITY_SCHEME: Final = "ApiKey"
 REFUSAL: Final = f"a valid {API_KEY_HEADER} header is required"
 
 
-def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
-    """Litestar guard: pass when no key is configured or the request's `X-API-Key` equals it."""
+async def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Litestar guard: pass when no key is configured or the request's `X-API-Key` equals it (a coroutine: Litestar
+    would run a plain function guard in a worker thread on every request)."""
     expected = runtime_of(connection).settings.api_key
     if expected is None:
         return
