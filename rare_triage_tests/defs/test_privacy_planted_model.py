@@ -18,24 +18,22 @@ Parquet / DuckDB / SQLite cells, zip members such as the skops model, ONNX proto
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import mlflow
 import onnx
 import pytest
 from mlflow import MlflowClient
 
-from rare_triage.definitions import build_definitions
 from rare_triage.defs.shared import keys
 from rare_triage.defs.shared.ehr_source import DriftScenarioConfig, SyntheticEhrSource
 from rare_triage.defs.shared.mlflow import DEFAULT_EXPERIMENT, DEFAULT_REGISTERED_MODEL, MLFLOW_DB
 from rare_triage.lib import schema
 from rare_triage.lib.deployment.onnx_export.feature_spec import SPEC_METADATA_KEY
 from rare_triage.lib.reference.ontology import ReferenceTables
+from rare_triage_tests.helpers.code_location import code_location_in, failures, small_training_config
 from rare_triage_tests.helpers.planted import (
     DAY,
     PLANTED_REGION,
@@ -55,41 +53,16 @@ ORDINARY_DAYS = ("2025-03-03", "2025-03-05", "2025-03-06")
 DAYS = tuple(sorted((*ORDINARY_DAYS, DAY, PLANTED_TEST_DAY)))
 TRAIN_DAYS, VALIDATION_DAYS, TEST_DAYS = DAYS[:2], DAYS[2:3], DAYS[3:]
 MODELS = Path("bucket") / "models" / "rare-triage"
-# variables that would move part of the state out of RARE_TRIAGE_HOME, or change the deployment
-STATE_VARIABLES = (
-    "RARE_TRIAGE_DEPLOYMENT",
-    "RARE_TRIAGE_LAKE_URI",
-    "RARE_TRIAGE_WAREHOUSE",
-    "RARE_TRIAGE_MLFLOW_TRACKING_URI",
-    "RARE_TRIAGE_MLFLOW_REGISTRY_URI",
-    "RARE_TRIAGE_MLFLOW_ARTIFACT_LOCATION",
-    "RARE_TRIAGE_BUCKET_URI",
-)
-OPEN_GATES = {
-    "model_evaluation_orphan_recall_gate": {"config": {"min_recall": 0.0}},
-    "model_evaluation_orphan_pr_auc_gate": {"config": {"min_prevalence_multiple": 0.0}},
-    "model_evaluation_subgroup_recall_gate": {"config": {"min_recall": 0.0}},
-    "external_validation_external_validation_gate": {
-        "config": {"min_share": 0.0, "max_test_non_orphan_flag_rate": 1.0}
+TRAIN_AND_PUBLISH_CONFIG = small_training_config(
+    "logistic_regression+class_weight",
+    validation_days=len(VALIDATION_DAYS),
+    test_days=len(TEST_DAYS),
+    external_validation={
+        "max_cases": 150,
+        "ablation_feature_sets": ["vocabulary_age_sex", "vocabulary_systems_age_sex"],
+        "ablation_max_rows": 3000,
     },
-}
-TRAIN_AND_PUBLISH_CONFIG = {
-    "ops": {
-        "training_set": {"config": {"validation_days": len(VALIDATION_DAYS), "test_days": len(TEST_DAYS)}},
-        "triage_model": {
-            "config": {"candidates": ["logistic_regression+class_weight"], "cv_folds": 2, "n_jobs": 1},
-        },
-        "model_evaluation": {"config": {"behaviour_sample": 200}},
-        "external_validation": {
-            "config": {
-                "max_cases": 150,
-                "ablation_feature_sets": ["vocabulary_age_sex", "vocabulary_systems_age_sex"],
-                "ablation_max_rows": 3000,
-            }
-        },
-        **OPEN_GATES,
-    }
-}
+)
 
 
 def _ordinary_source() -> SyntheticEhrSource:
@@ -121,19 +94,8 @@ class PublishedRun:
         return dict(json.loads((self.home / MODELS / self.dev_version() / "manifest.json").read_text()))
 
 
-def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    failed_checks = [
-        f"{e.asset_key.to_user_string()}:{e.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-    ]
-    return failed_checks + [str(e.message) for e in result.all_events if e.is_step_failure]
-
-
 @pytest.fixture(scope="module")
-def published_run(
-    tmp_path_factory: pytest.TempPathFactory, reference_tables: ReferenceTables
-) -> Iterator[PublishedRun]:
+def published_run(tmp_path_factory: pytest.TempPathFactory, reference_tables: ReferenceTables) -> PublishedRun:
     base = tmp_path_factory.mktemp("planted_model")
     home, landing = base / "home", base / "landing"
     for day in (DAY, PLANTED_TEST_DAY):
@@ -141,41 +103,25 @@ def published_run(
     source = _ordinary_source()
     for day in ORDINARY_DAYS:
         write_landing_day(source.read_day(dt.date.fromisoformat(day), reference_tables), landing, day)
-    (home / "dagster_home").mkdir(parents=True)
-    previous_uris = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
-        with (
-            pytest.MonkeyPatch.context() as env,
-            dg.DagsterInstance.local_temp(tempdir=str(home / "dagster_home")) as instance,
-        ):
-            # the code location reads its environment when it loads, MLflow its default store when a run opens it
-            for name in STATE_VARIABLES:
-                env.delenv(name, raising=False)
-            env.setenv("RARE_TRIAGE_HOME", str(home))
-            env.setenv("RARE_TRIAGE_EHR_SOURCE", "landing")
-            env.setenv("RARE_TRIAGE_LANDING_URI", str(landing))
-            defs = build_definitions()
-            reference = defs.resolve_job_def(keys.REFERENCE_JOB).execute_in_process(instance=instance)
-            assert reference.success, _failures(reference)
-            daily = defs.resolve_job_def(keys.DAILY_INGEST_JOB)
-            ingest = {
-                day: daily.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
-                for day in DAYS
-            }
-            trained = defs.resolve_job_def(keys.TRAIN_AND_PUBLISH_JOB).execute_in_process(
-                run_config=TRAIN_AND_PUBLISH_CONFIG, instance=instance, raise_on_error=False
-            )
-        yield PublishedRun(home, ingest, trained)
-    finally:  # the MLflow resource points the mlflow module at its store (process-global)
-        mlflow.set_tracking_uri(previous_uris[0])
-        mlflow.set_registry_uri(previous_uris[1])
+    environ = {"RARE_TRIAGE_EHR_SOURCE": "landing", "RARE_TRIAGE_LANDING_URI": str(landing)}
+    with code_location_in(home, environ) as (defs, instance):
+        reference = defs.resolve_job_def(keys.REFERENCE_JOB).execute_in_process(instance=instance)
+        assert reference.success, failures(reference)
+        daily = defs.resolve_job_def(keys.DAILY_INGEST_JOB)
+        ingest = {
+            day: daily.execute_in_process(instance=instance, partition_key=day, raise_on_error=False) for day in DAYS
+        }
+        trained = defs.resolve_job_def(keys.TRAIN_AND_PUBLISH_JOB).execute_in_process(
+            run_config=TRAIN_AND_PUBLISH_CONFIG, instance=instance, raise_on_error=False
+        )
+    return PublishedRun(home, ingest, trained)  # searched once the instance is closed and its storage written
 
 
 def test_the_planted_days_are_trained_on_exported_and_published(published_run: PublishedRun) -> None:
     for day, result in published_run.ingest.items():
-        assert result.success and not _failures(result), (day, _failures(result))
+        assert result.success and not failures(result), (day, failures(result))
     result = published_run.train_and_publish
-    assert result.success, _failures(result)
+    assert result.success, failures(result)
     evaluations = {
         f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()
     }

@@ -40,14 +40,12 @@ from typing import Any
 
 import dagster as dg
 import httpx
-import mlflow
 import msgspec
 import numpy as np
 import onnx
 import pandas as pd
 import pytest
 
-from rare_triage.definitions import build_definitions
 from rare_triage.defs.shared import keys
 from rare_triage.defs.shared.resources import build_resources, warehouse_path
 from rare_triage.lib import schema
@@ -57,6 +55,7 @@ from rare_triage.lib.reference.loaders import PHENOPACKETS_JSONL, load_phenopack
 from rare_triage.lib.training.columns import model_inputs
 from rare_triage.lib.training.external import external_features
 from rare_triage.lib.training.thresholds import ThresholdPolicy, decide, predict_codes
+from rare_triage_tests.helpers.code_location import code_location_in, failures, small_training_config
 from rare_triage_tests.helpers.serving_payloads import (
     Partition,
     assert_same_matrix,
@@ -96,49 +95,17 @@ SYNTHETIC_SOURCE = {
         [{"kind": "case_mix", "start": DAYS[0], "params": {"orphan_multiplier": 6.0, "acute_multiplier": 1.0}}]
     ),
 }
-# variables that would move part of the state out of RARE_TRIAGE_HOME, or change the deployment or the source
-STATE_VARIABLES = (
-    "RARE_TRIAGE_DEPLOYMENT",
-    "RARE_TRIAGE_LAKE_URI",
-    "RARE_TRIAGE_WAREHOUSE",
-    "RARE_TRIAGE_MLFLOW_TRACKING_URI",
-    "RARE_TRIAGE_MLFLOW_REGISTRY_URI",
-    "RARE_TRIAGE_MLFLOW_ARTIFACT_LOCATION",
-    "RARE_TRIAGE_BUCKET_URI",
-    "RARE_TRIAGE_LANDING_URI",
-    "RARE_TRIAGE_SEED",
-)
 # run configuration replaces the resource's whole configuration: the local deployment's key default is restated
 INGEST_CONFIG = {"resources": {keys.PSEUDONYMIZATION: {"config": {"k_anonymity": 1, "allow_local_default": True}}}}
-OPEN_GATES = {
-    "model_evaluation_orphan_recall_gate": {"config": {"min_recall": 0.0}},
-    "model_evaluation_orphan_pr_auc_gate": {"config": {"min_prevalence_multiple": 0.0}},
-    "model_evaluation_subgroup_recall_gate": {"config": {"min_recall": 0.0}},
-    "external_validation_external_validation_gate": {
-        "config": {"min_share": 0.0, "max_test_non_orphan_flag_rate": 1.0}
-    },
-}
 
 
 def train_and_publish_config(candidate: str) -> dict[str, Any]:
-    return {
-        "ops": {
-            "training_set": {"config": {"validation_days": len(VALIDATION_DAYS), "test_days": len(TEST_DAYS)}},
-            "triage_model": {"config": {"candidates": [candidate], "cv_folds": 2, "n_jobs": 1}},
-            "model_evaluation": {"config": {"behaviour_sample": 200}},
-            "external_validation": {"config": {"max_cases": 150, "ablation": False}},
-            **OPEN_GATES,
-        }
-    }
-
-
-def failures(result: dg.ExecuteInProcessResult) -> list[str]:
-    failed_checks = [
-        f"{e.asset_key.to_user_string()}:{e.check_name}"
-        for e in result.get_asset_check_evaluations()
-        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-    ]
-    return failed_checks + [str(e.message) for e in result.all_events if e.is_step_failure]
+    return small_training_config(
+        candidate,
+        validation_days=len(VALIDATION_DAYS),
+        test_days=len(TEST_DAYS),
+        external_validation={"max_cases": 150, "ablation": False},
+    )
 
 
 @dataclass(frozen=True)
@@ -178,36 +145,21 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
     """Reference tables and DAYS ingested (k = 1) in a temporary home; the environment stays set for the module
     (the code location reads it when it loads, MLflow its default store when a run opens it)."""
     home = tmp_path_factory.mktemp("serving_http_skew") / "home"
-    (home / "dagster_home").mkdir(parents=True)
-    previous_uris = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    try:
-        with (
-            pytest.MonkeyPatch.context() as env,
-            dg.DagsterInstance.local_temp(tempdir=str(home / "dagster_home")) as instance,
-        ):
-            for name in STATE_VARIABLES:
-                env.delenv(name, raising=False)
-            env.setenv("RARE_TRIAGE_HOME", str(home))
-            for name, value in SYNTHETIC_SOURCE.items():
-                env.setenv(name, value)
-            defs = build_definitions()
-            reference = defs.resolve_job_def(keys.REFERENCE_JOB).execute_in_process(instance=instance)
-            assert reference.success, failures(reference)
-            daily = defs.resolve_job_def(keys.DAILY_INGEST_JOB)
-            for day in DAYS:
-                result = daily.execute_in_process(
-                    run_config=INGEST_CONFIG, instance=instance, partition_key=day, raise_on_error=False
-                )
-                assert result.success and not failures(result), (day, failures(result))
-                k_check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "k_anonymity")
-                assert k_check.metadata["required_k"].value == 1, k_check.metadata
-            environ = dict(os.environ)
-            lake = build_resources(environ)[keys.PARQUET_IO_MANAGER]
-            partitions = {day: load_partition(lake, warehouse_path(environ), day) for day in COMPARED_DAYS}
-            yield Ingested(home, defs, instance, partitions)
-    finally:  # the MLflow resource points the mlflow module at its store (process-global)
-        mlflow.set_tracking_uri(previous_uris[0])
-        mlflow.set_registry_uri(previous_uris[1])
+    with code_location_in(home, SYNTHETIC_SOURCE) as (defs, instance):
+        reference = defs.resolve_job_def(keys.REFERENCE_JOB).execute_in_process(instance=instance)
+        assert reference.success, failures(reference)
+        daily = defs.resolve_job_def(keys.DAILY_INGEST_JOB)
+        for day in DAYS:
+            result = daily.execute_in_process(
+                run_config=INGEST_CONFIG, instance=instance, partition_key=day, raise_on_error=False
+            )
+            assert result.success and not failures(result), (day, failures(result))
+            k_check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "k_anonymity")
+            assert k_check.metadata["required_k"].value == 1, k_check.metadata
+        environ = dict(os.environ)
+        lake = build_resources(environ)[keys.PARQUET_IO_MANAGER]
+        partitions = {day: load_partition(lake, warehouse_path(environ), day) for day in COMPARED_DAYS}
+        yield Ingested(home, defs, instance, partitions)
 
 
 @pytest.fixture(scope="module", params=CANDIDATES)
