@@ -97,7 +97,9 @@ def release_pending(
     expired_keys = set(expired["encounter_key"])
 
     released = {schema.ANON_ENCOUNTERS: _redate(settled.encounters, day).reset_index(drop=True)}
-    pending = {schema.ANON_ENCOUNTERS: still_pending[~still_pending["encounter_key"].isin(expired_keys)]}
+    pending = {
+        schema.ANON_ENCOUNTERS: still_pending[~still_pending["encounter_key"].isin(expired_keys)].reset_index(drop=True)
+    }
     quarantine_parts = [
         below_k_quarantine(expired.drop(columns=[PENDING_SINCE]), partition_day=day, k=k).assign(
             reason=f"{BELOW_K_REASON} (k={k}) over {window_days} days"
@@ -111,7 +113,6 @@ def release_pending(
         pending[table] = rows[~in_released & ~in_expired].reset_index(drop=True)
         if in_expired.any():
             quarantine_parts.append(_child_quarantine(table, rows[in_expired], day))
-    pending = {table: frame.reset_index(drop=True) for table, frame in pending.items()}
     counts = {
         table: {
             "carried_in": len(carried[table]),
@@ -122,8 +123,7 @@ def release_pending(
         }
         for table in schema.ANON_TABLES
     }
-    parts = [q for q in quarantine_parts if len(q)]
-    quarantine = pd.concat(parts, ignore_index=True) if parts else quarantine_parts[0]
+    quarantine = _concat(quarantine_parts)
     return PendingRelease(released=released, expired_quarantine=quarantine, pending=pending, counts=counts)
 
 
@@ -155,7 +155,7 @@ def settle_day(
     guard_outputs(settled.released, settled.expired_quarantine, settled.pending)
     anonymized = {table: _concat([result.anonymized[table], settled.released[table]]) for table in schema.ANON_TABLES}
     quarantined = _concat([result.quarantined, settled.expired_quarantine])
-    pending = typed_when_empty({t: f for t, f in settled.pending.items()})
+    pending = typed_when_empty(settled.pending)
     pending[schema.ANON_ENCOUNTERS] = (
         pending[schema.ANON_ENCOUNTERS]
         .reindex(columns=[*schema.ANON_COLUMNS[schema.ANON_ENCOUNTERS], PENDING_SINCE])
