@@ -102,6 +102,9 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=dict(EXCEPTION_HANDLERS),
         request_max_body_size=settings.max_request_bytes,
         openapi_config=openapi_config(),
+        # Litestar's default logging puts a queue in front of the root logger: the lines written while uvicorn stops
+        # were lost when it re-raised the stop signal. The process's own logging (serving.__main__) writes directly.
+        logging_config=None,
         debug=False,
     )
 
