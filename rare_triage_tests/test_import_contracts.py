@@ -47,6 +47,12 @@ VIOLATIONS = [
         "rare_triage.lib.deployment.bucket -> rare_triage.lib.training.columns",
     ),
     Violation(
+        "monitoring-without-training",
+        "rare_triage/lib/monitoring/__init__.py",
+        "from rare_triage.lib.training import columns",
+        "rare_triage.lib.monitoring -> rare_triage.lib.training.columns",
+    ),
+    Violation(
         "defs-domains-independent",
         "rare_triage/defs/deployment/gating.py",
         "from rare_triage.defs.training import checks",

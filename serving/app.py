@@ -44,6 +44,7 @@ from serving.model_store import (
     read_pointer,
 )
 from serving.prediction_log import PredictionLog, ship_closed_logs
+from serving.pseudonym import HMAC_KEY_ENV_VAR, Pseudonymizer
 from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,14 @@ def create_app(settings: Settings) -> Litestar:
     prediction_log = PredictionLog(
         settings.log_dir, settings.model_env, max_bytes=settings.log_max_bytes, hourly=settings.log_hourly
     )
-    runtime = Runtime(settings=settings, holder=holder, prediction_log=prediction_log, metrics=metrics)
+    key = settings.pseudonym_key
+    runtime = Runtime(
+        settings=settings,
+        holder=holder,
+        prediction_log=prediction_log,
+        metrics=metrics,
+        pseudonymizer=None if key is None else Pseudonymizer(key),
+    )
     return Litestar(
         route_handlers=list(ROUTE_HANDLERS),
         state=State({STATE_KEY: runtime}),
@@ -113,6 +121,7 @@ def create_app(settings: Settings) -> Litestar:
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
     runtime: Runtime = app.state[STATE_KEY]
     settings = runtime.settings
+    announce_pseudonym_key(settings)
     bucket = open_bucket(settings.bucket_uri, settings.s3)
     await anyio.to_thread.run_sync(load_first_model, runtime, bucket)
     reloader = Reloader(
@@ -133,11 +142,21 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         housekeeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):  # the cancellation asked for just above
             await housekeeping
+        await anyio.to_thread.run_sync(rotate_and_ship, runtime, writable(bucket), True)
         try:
             await anyio.to_thread.run_sync(reloader.stop)
         except RuntimeError:
             logger.exception("model reloader did not stop")
         runtime.prediction_log.close()
+
+
+def announce_pseudonym_key(settings: Settings) -> None:
+    """Say at start-up what becomes of a sent patient_id (never the key itself)."""
+    key = settings.pseudonym_key
+    if key is None:
+        logger.warning("no %s: a sent patient_id is dropped (reported), no patient_key is logged", HMAC_KEY_ENV_VAR)
+    elif key.public:
+        logger.warning("patient_key made with the public local development key (%s unset): demo only", HMAC_KEY_ENV_VAR)
 
 
 def load_first_model(runtime: Runtime, bucket: LocalBucket | S3Bucket) -> None:
@@ -189,11 +208,12 @@ async def keep_house(runtime: Runtime, bucket: BucketWriter | None, interval_s: 
         await anyio.to_thread.run_sync(rotate_and_ship, runtime, bucket)
 
 
-def rotate_and_ship(runtime: Runtime, bucket: BucketWriter | None) -> None:
-    """One housekeeping pass; each failure is logged and counted, and the next pass tries again."""
+def rotate_and_ship(runtime: Runtime, bucket: BucketWriter | None, stopping: bool = False) -> None:
+    """One housekeeping pass; each failure is logged and counted, and the next pass tries again. `stopping` (the
+    last pass, at a graceful stop) closes the open file whatever its size or hour, so its lines are shipped now."""
     log = runtime.prediction_log
     try:
-        closed = log.rotate_if_due()
+        closed = log.rotate_now() if stopping else log.rotate_if_due()
     except OSError:
         logger.exception("prediction log %s: rotation failed", log.path)
         runtime.metrics.errors.labels("log_rotate").inc()

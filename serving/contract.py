@@ -81,6 +81,11 @@ HpoIds = Annotated[
     ),
 ]
 Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_LENGTH)]
+PATIENT_ID_DESCRIPTION: Final = (
+    "the hospital's patient identifier; never stored: only its keyed pseudonym is logged, to join later diagnoses "
+    "for realized-performance monitoring"
+)
+PatientId = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_LENGTH, description=PATIENT_ID_DESCRIPTION)]
 Score = Annotated[float, Meta(ge=SEVERITY_RANGE[0], le=SEVERITY_RANGE[1], extra_json_schema=MINIMUM_ZERO)]
 # Vital signs: the plausible ranges of schema.VITAL_LOINC (outside, the platform quarantines the reading).
 AgeYears = Annotated[
@@ -105,8 +110,11 @@ class Encounter(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     `pain_score`: the highest pain severity (pain findings or the pain-score vital, LOINC 72514-3), taken as is.
     `symptom_duration_days`: days since the onset of the oldest observed finding; dropped (and reported) when
     `hpo_observed` holds no term of the HPO release, as the platform reads durations on observed findings only.
+    `patient_id`: no model input; logged only as its keyed pseudonym `patient_key` (`serving.pseudonym`), dropped
+    (and reported) when the service has no pseudonymization key.
     """
 
+    patient_id: PatientId | None = None
     sex: Sex | None = None
     age_years: AgeYears | None = None
     centre_id: Text | None = None

@@ -10,6 +10,9 @@ test_serving_fhir_parity.py` proves the parity on the platform's FHIR fixtures a
 drift apart.
 
 What maps (the platform's rules):
+- patient_id: the Patient's `id`, else the key of its entry's fullUrl (the `patient_id` of the platform's importer,
+  which an Encounter's subject resolves to); never a business identifier (MRN, national id). Only its keyed
+  pseudonym is logged (`serving.pseudonym`), and it appears in no report or error.
 - sex: `Patient.gender` male/female -> M/F, other/unknown/absent -> U.
 - age_years: completed years from `Patient.birthDate` (a partial date is imputed to the middle of its year or month)
   to the day of `Encounter.period.start` as written (no timezone conversion). The birth date is used for nothing
@@ -654,6 +657,7 @@ class _Mapper:
         patient = self._patient()
         target = self._target(patient)
         fields: dict[str, Any] = {"sex": self._sex(patient)}
+        fields.update(self._patient_id(patient))
         age = self._age(patient, target)
         if age is not None:
             fields["age_years"] = float(age)
@@ -716,6 +720,15 @@ class _Mapper:
         if day is None:
             raise FhirInputError(f"{encounter.path}.period.start", "a full date is required (value withheld)")
         return _Target(encounter, day, patient.key, skipped_keys)
+
+    def _patient_id(self, patient: _Entry) -> dict[str, str]:
+        """The platform's patient_id: the Patient's id, else the key of its fullUrl (as its importer keys it)."""
+        if patient.key is None:
+            return {}
+        if len(patient.key) > MAX_TEXT_LENGTH:
+            self._note(f"{patient.path}.id", "patient_id", f"longer than {MAX_TEXT_LENGTH} characters: not used")
+            return {}
+        return {"patient_id": patient.key}
 
     def _sex(self, patient: _Entry) -> str:
         gender = _get_str(patient.resource, "gender", patient.path)

@@ -34,6 +34,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.bucket import BucketReader, BucketUnavailableError, ObjectMissingError
+from serving.onnx_graph import ModelFamily, model_family
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ class LoadedModel:
     loaded_at: dt.datetime
     source: Source
     cache_error: str | None = None
+    family: ModelFamily = "other"  # from the ONNX graph's operators (`serving.onnx_graph`)
     prepared: Any = field(default=None, repr=False, compare=False)  # what `prepare` built from this model
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
@@ -244,6 +246,7 @@ class LoadedModel:
             "manifest_sha256": self.pointer.manifest_sha256,
             "onnx_sha256": self.pointer.onnx_sha256,
             "n_features": self.n_features,
+            "model_family": self.family,
             **{key: thaw(self.manifest[key]) for key in keys},
         }
 
@@ -506,6 +509,7 @@ def _build(
         n_features=len(manifest["input_schema"]["columns"]),
         loaded_at=now,
         source=source,
+        family=model_family(verified.files[ONNX_FILE]),
     )
     if prepare is None:
         return model

@@ -45,8 +45,12 @@ _ENV = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _HOUR_S = 3600
 
 
-class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One logged prediction: what came in (the validated model inputs), what came out, which model, how fast."""
+class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One logged prediction: what came in (the validated model inputs), what came out, which model, how fast.
+
+    `patient_key`: the keyed pseudonym of the request's `patient_id` (`serving.pseudonym`), absent when none was
+    sent or the service has no key; the patient id itself is never logged.
+    """
 
     timestamp: dt.datetime  # UTC
     request_id: str
@@ -57,6 +61,7 @@ class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True):
     orphan_flag: bool
     needs_review: bool
     latency_ms: float
+    patient_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.timestamp.utcoffset() != dt.timedelta(0):
@@ -154,6 +159,23 @@ class PredictionLog:
                 if self._due(self._current(), 0):
                     return self._rotate()
                 return None
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+    def rotate_now(self) -> Path | None:
+        """Close the open file whatever its size or hour, unless it is empty or absent (at a graceful stop: its lines
+        are shipped now rather than after the next start); return the closed file's path. Another process still
+        writing simply reopens the path at its next write."""
+        with self._thread_lock:
+            lock_fd = self._lock_fd_of_this_process()
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                try:
+                    if os.stat(self.path).st_size == 0:
+                        return None
+                except FileNotFoundError:
+                    return None
+                return self._rotate()
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
 

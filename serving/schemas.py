@@ -11,6 +11,7 @@ import msgspec
 from msgspec import Meta
 
 from serving.contract import Encounter
+from serving.weighing import TOP_INPUTS, WeighedInput
 
 DISCLAIMER: Final = (
     "Triage support, not a diagnosis: a statistical estimate from the coded encounter, to be weighed by a clinician "
@@ -61,9 +62,26 @@ class Prediction(msgspec.Struct, frozen=True, kw_only=True):
         list[str], Meta(description="categorical fields whose value the model never saw (not used)")
     ]
     dropped_fields: Annotated[
-        list[str], Meta(description="fields the model's features do not carry for this encounter")
+        list[str],
+        Meta(
+            description=(
+                "fields the model's features do not carry for this encounter, and `patient_id` when the service has "
+                "no pseudonymization key (nothing of it is then kept)"
+            )
+        ),
     ]
     disclaimer: str = DISCLAIMER
+    weighed_most: Annotated[
+        list[WeighedInput] | msgspec.UnsetType,
+        Meta(
+            description=(
+                f"POST /v1/predict with a linear (logistic-regression) model only, absent for tree ensembles: the "
+                f"{TOP_INPUTS} inputs whose value moved the orphan probability most, by absolute change, each "
+                "measured by scoring the encounter again with that input alone set to its absent encoding "
+                "(occlusion); empty when every input is absent"
+            )
+        ),
+    ] = msgspec.UNSET
 
 
 class BatchPrediction(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,6 +142,9 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     manifest_sha256: str
     onnx_sha256: str
     n_features: int
+    model_family: Annotated[
+        str, Meta(description="linear, tree_ensemble or other: read from the ONNX graph's operators")
+    ]
     class_labels: list[str]
     thresholds: dict[str, float]
     needs_review: dict[str, Any]

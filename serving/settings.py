@@ -14,6 +14,8 @@
 | SERVING_LOG_MAX_BYTES | 67108864 | a log file is closed past this size (0: no size limit) |
 | SERVING_LOG_HOURLY | true | a log file is closed when the hour changes |
 | SERVING_API_KEY | (required in prod) | the key clients send; at least 16 characters |
+| RARE_TRIAGE_HMAC_KEY | (see below) | the platform's pseudonymization key, hex, at least 32 bytes |
+| RARE_TRIAGE_DEPLOYMENT | `local` | `local`: a dev service without RARE_TRIAGE_HMAC_KEY takes the public demo key |
 | SERVING_ONNX_THREADS | 1 | ONNX Runtime intra-op threads per worker process |
 | SERVING_RELOAD_INTERVAL_S | 30 | seconds between two reads of the env pointer |
 | SERVING_MAX_BATCH | 256 | most encounters in one request |
@@ -24,7 +26,9 @@
 | SERVING_PORT | 8000 | port `python -m serving` listens on |
 
 The S3 names are the platform's (its bucket resource reads the same variables), so one environment file
-configures both sides.
+configures both sides. So are the pseudonymization key's (`serving.pseudonym`): a sent `patient_id` is logged as
+its keyed pseudonym `patient_key` only; without a key (unset outside a local dev deployment) it is dropped, reported
+in `dropped_fields`, and nothing of it is kept.
 """
 
 import math
@@ -33,6 +37,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
+
+from serving.pseudonym import DEPLOYMENT_ENV_VAR, HMAC_KEY_ENV_VAR, PseudonymKey, read_key
 
 MODEL_ENVS = ("dev", "prod")
 MIN_API_KEY_LENGTH = 16
@@ -87,7 +93,7 @@ class S3Options:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the service reads from its environment, validated; `api_key` never shows in a repr."""
+    """Everything the service reads from its environment, validated; the keys never show in a repr."""
 
     model_env: ModelEnv
     bucket_uri: str
@@ -95,6 +101,7 @@ class Settings:
     cache_dir: Path
     log_dir: Path
     api_key: Secret | None
+    pseudonym_key: PseudonymKey | None = None
     onnx_threads: int = 1
     reload_interval_s: float = 30.0
     max_batch: int = 256
@@ -118,6 +125,11 @@ class Settings:
         if api_key and len(api_key) < MIN_API_KEY_LENGTH:
             raise SettingsError(f"SERVING_API_KEY: must be at least {MIN_API_KEY_LENGTH} characters")
         secret_key = env.text("AWS_SECRET_ACCESS_KEY")
+        local = (env.text(DEPLOYMENT_ENV_VAR) or "local") == "local" and model_env != "prod"
+        try:
+            pseudonym_key = read_key(env.text(HMAC_KEY_ENV_VAR), allow_local_default=local)
+        except ValueError as exc:
+            raise SettingsError(f"{HMAC_KEY_ENV_VAR}: {exc}") from None
         return cls(
             model_env=cast(ModelEnv, model_env),
             bucket_uri=env.bucket_uri("RARE_TRIAGE_BUCKET_URI", default=str((home / "bucket").resolve())),
@@ -133,6 +145,7 @@ class Settings:
             cache_dir=env.path("SERVING_CACHE_DIR", home / "serving" / "cache"),
             log_dir=env.path("SERVING_LOG_DIR", home / "serving" / "logs"),
             api_key=Secret(api_key) if api_key else None,
+            pseudonym_key=pseudonym_key,
             onnx_threads=env.integer("SERVING_ONNX_THREADS", 1, minimum=1),
             reload_interval_s=env.number("SERVING_RELOAD_INTERVAL_S", 30.0, minimum=0.0, exclusive=True),
             max_batch=env.integer("SERVING_MAX_BATCH", 256, minimum=1),

@@ -33,3 +33,10 @@ train_and_publish_job = dg.define_asset_job(
         "external_validation -> blocking gates -> onnx_model (parity) -> published_model (bucket, env/dev.json)."
     ),
 )
+
+monitoring_job = dg.define_asset_job(
+    keys.MONITORING_JOB,
+    selection=dg.AssetSelection.assets(keys.PREDICTION_LOGS, keys.PREDICTION_LOG_REJECTS, keys.DRIFT_REPORT),
+    description="One day of served predictions: the shipped log files read into the warehouse, then the drift "
+    "report of the window ending that day.",
+)

@@ -41,6 +41,7 @@ async def model_info(request: Request) -> ModelInfo:
         manifest_sha256=described["manifest_sha256"],
         onnx_sha256=described["onnx_sha256"],
         n_features=model.n_features,
+        model_family=model.family,
         class_labels=described["class_labels"],
         thresholds=described["thresholds"],
         needs_review=described["needs_review"],

@@ -15,7 +15,9 @@ from serving.encoding import Encoder
 from serving.metrics import ServiceMetrics
 from serving.model_store import LoadedModel, ModelHolder
 from serving.prediction_log import PredictionLog
+from serving.pseudonym import Pseudonymizer
 from serving.settings import Settings
+from serving.weighing import InputWeigher
 from serving.xrefs import HPO_XREFS_TABLE, xrefs_from_table
 
 STATE_KEY = "runtime"
@@ -28,25 +30,30 @@ class ServingModel:
     encoder: Encoder
     policy: DecisionPolicy
     hpo_xrefs: Mapping[tuple[str, str], tuple[str, ...]] | None = None  # None: the version publishes none
+    weigher: InputWeigher | None = None  # linear models only: the inputs that weighed most
 
 
 def prepare_model(model: LoadedModel) -> ServingModel:
-    """The encoder, decision policy and HPO cross-references of `model`; an error refuses the model (see
-    `model_store.Prepare`)."""
+    """The encoder, decision policy, HPO cross-references and (linear models) input weigher of `model`; an error
+    refuses the model (see `model_store.Prepare`)."""
     encoder = Encoder(model.manifest, model.phenotype_encoding)
     table = model.tables.get(HPO_XREFS_TABLE)
     xrefs = None if table is None else xrefs_from_table(table, encoder.phenotype.hpo_release)
-    return ServingModel(encoder, DecisionPolicy.from_manifest(model.manifest), xrefs)
+    policy = DecisionPolicy.from_manifest(model.manifest)
+    weigher = InputWeigher.build(encoder, policy.orphan_index) if model.family == "linear" else None
+    return ServingModel(encoder, policy, xrefs, weigher)
 
 
 @dataclass(eq=False)
 class Runtime:
-    """The state of one app. `startup_problem` says why no model could be loaded at start-up (None once one was)."""
+    """The state of one app. `startup_problem` says why no model could be loaded at start-up (None once one was);
+    `pseudonymizer` None: the service has no pseudonymization key (a sent patient_id is dropped)."""
 
     settings: Settings
     holder: ModelHolder
     prediction_log: PredictionLog
     metrics: ServiceMetrics
+    pseudonymizer: Pseudonymizer | None = None
     startup_problem: str | None = None
 
     def not_ready_reason(self) -> str:

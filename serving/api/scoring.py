@@ -16,6 +16,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import msgspec
 from litestar.exceptions import ServiceUnavailableException
@@ -27,8 +28,11 @@ from serving.encoding import EncodedBatch, Encoder, EncodingReport
 from serving.microbatch import MicroBatcher
 from serving.prediction_log import PredictionRecord
 from serving.schemas import HpoReport, Prediction
+from serving.weighing import WeighedInput
 
 logger = logging.getLogger(__name__)
+
+PATIENT_ID: Final = "patient_id"
 
 
 def review_reason(orphan_probability: float, review: float, orphan: float) -> str:
@@ -47,10 +51,15 @@ def _prediction(
     serving: ServingModel,
     version: str,
     request_id: str,
+    patient_id_dropped: bool,
+    weighed: list[WeighedInput] | msgspec.UnsetType,
 ) -> Prediction:
     policy = serving.policy
     p_orphan = float(decisions.orphan_probability[row])
     review = bool(decisions.needs_review[row])
+    dropped = list(report.dropped_fields)
+    if patient_id_dropped:
+        dropped.append(PATIENT_ID)
     return Prediction(
         predicted_class=decisions.labels[row],
         outcome=decisions.outcomes[row],
@@ -67,14 +76,17 @@ def _prediction(
         request_id=request_id,
         hpo=HpoReport(used=list(report.hpo_used), unknown=list(report.hpo_unknown), outside=list(report.hpo_outside)),
         unseen_categories=list(report.unseen_categories),
-        dropped_fields=list(report.dropped_fields),
+        dropped_fields=dropped,
+        weighed_most=weighed,
     )
 
 
-def score(runtime: Runtime, encounters: Sequence[Encounter], request_ids: Sequence[str]) -> list[Prediction]:
+def score(
+    runtime: Runtime, encounters: Sequence[Encounter], request_ids: Sequence[str], *, weigh: bool = False
+) -> list[Prediction]:
     """One prediction per encounter (request ids in the same order), each logged; 503 when no model is loaded or
-    the log cannot be written."""
-    return _score(runtime, encounters, request_ids, lambda encoder: encoder.encode(encounters))
+    the log cannot be written. `weigh`: with a linear model, each prediction says which inputs weighed most."""
+    return _score(runtime, encounters, request_ids, lambda encoder: encoder.encode(encounters), weigh=weigh)
 
 
 def score_cases(runtime: Runtime, cases: Sequence[PublishedCase], request_ids: Sequence[str]) -> list[Prediction]:
@@ -87,6 +99,8 @@ def _score(
     encounters: Sequence[Encounter] | Sequence[PublishedCase],
     request_ids: Sequence[str],
     encode: Callable[[Encoder], EncodedBatch],
+    *,
+    weigh: bool = False,
 ) -> list[Prediction]:
     model = runtime.holder.model
     if model is None:
@@ -96,7 +110,16 @@ def _score(
     batch = encode(serving.encoder)
     proba = model.predict_proba(batch.matrix)
     decisions = decide(proba, serving.policy)
+    weigher = serving.weigher if weigh else None
+    weighed: Sequence[list[WeighedInput] | msgspec.UnsetType] = (
+        [msgspec.UNSET] * len(encounters)
+        if weigher is None
+        else weigher.weigh(batch.matrix, decisions.orphan_probability, model.predict_proba)
+    )
     latency_ms = (time.perf_counter() - start) * 1000.0
+    pseudonymize = runtime.pseudonymizer
+    patient_ids = _patient_ids(encounters)
+    patient_keys = [None if i is None or pseudonymize is None else pseudonymize(i) for i in patient_ids]
     labels = serving.policy.class_labels
     rows = [dict(zip(labels, values, strict=True)) for values in proba.astype(float).tolist()]
     predictions = [
@@ -108,6 +131,8 @@ def _score(
             serving=serving,
             version=model.version,
             request_id=request_ids[i],
+            patient_id_dropped=pseudonymize is None and patient_ids[i] is not None,
+            weighed=weighed[i],
         )
         for i in range(len(encounters))
     ]
@@ -117,14 +142,15 @@ def _score(
             timestamp=now,
             request_id=prediction.request_id,
             model_version=model.version,
-            inputs=msgspec.to_builtins(encounter),
+            inputs=_logged_inputs(encounter),
             probabilities=prediction.probabilities,
             predicted_class=prediction.predicted_class,
             orphan_flag=prediction.orphan_flag,
             needs_review=prediction.needs_review,
             latency_ms=latency_ms,
+            patient_key=key,
         )
-        for encounter, prediction in zip(encounters, predictions, strict=True)
+        for encounter, prediction, key in zip(encounters, predictions, patient_keys, strict=True)
     ]
     try:
         runtime.prediction_log.write_many(records)
@@ -142,6 +168,17 @@ def _score(
     return predictions
 
 
+def _patient_ids(encounters: Sequence[Encounter] | Sequence[PublishedCase]) -> list[str | None]:
+    return [getattr(encounter, PATIENT_ID, None) for encounter in encounters]
+
+
+def _logged_inputs(encounter: msgspec.Struct) -> dict[str, Any]:
+    """The validated request as logged: every field but the patient id (only its pseudonym is logged)."""
+    inputs: dict[str, Any] = msgspec.to_builtins(encounter)
+    inputs.pop(PATIENT_ID, None)
+    return inputs
+
+
 Single = tuple[Encounter, str]  # one encounter of POST /v1/predict and its request id
 
 # One batcher per app (its Runtime), made on the first single prediction and gone with the app.
@@ -150,7 +187,9 @@ _BATCHERS: "weakref.WeakKeyDictionary[Runtime, MicroBatcher[Single, Prediction]]
 
 def score_singles(runtime: Runtime, singles: Sequence[Single]) -> list[Prediction]:
     """`score` of several single requests at once (one model call, one model snapshot)."""
-    return score(runtime, [encounter for encounter, _ in singles], [request_id for _, request_id in singles])
+    return score(
+        runtime, [encounter for encounter, _ in singles], [request_id for _, request_id in singles], weigh=True
+    )
 
 
 def batcher_of(runtime: Runtime) -> MicroBatcher[Single, Prediction]:
@@ -175,6 +214,6 @@ async def score_one(runtime: Runtime, encounter: Encounter, request_id: str) -> 
     """The prediction of one encounter, scored with the concurrent ones (alone when micro-batching is off)."""
     settings = runtime.settings
     if settings.microbatch_wait_ms <= 0 or settings.microbatch_max <= 1:
-        [prediction] = score(runtime, [encounter], [request_id])
+        [prediction] = score(runtime, [encounter], [request_id], weigh=True)
         return prediction
     return await batcher_of(runtime).submit((encounter, request_id))

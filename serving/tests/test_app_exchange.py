@@ -13,6 +13,7 @@ import pytest
 from serving.api.exchange import BUNDLE_EXAMPLE, PHENOPACKET_EXAMPLE
 from serving.fhir import encounter_from_bundle
 from serving.phenopacket import case_from_phenopacket
+from serving.pseudonym import LOCAL_DEVELOPMENT_HMAC_KEY, Pseudonymizer, PseudonymKey
 from serving.tests.http_server import Server, publish_release, running_server, service_env
 from serving.tests.published import CLASS_LABELS, MAX_FEATURES, Release, build_release
 
@@ -56,7 +57,11 @@ def test_a_bundle_is_scored_as_its_mapped_encounter(client: httpx.Client, server
     assert body["prediction"]["request_id"] == answer.headers["X-Request-ID"]
     assert body["mapping"]["resources_used"] == report.resources_used
     logged = next(line for line in _log_lines(server) if line["request_id"] == answer.headers["X-Request-ID"])
-    assert logged["inputs"] == msgspec.to_builtins(encounter)
+    sent = msgspec.to_builtins(encounter)
+    assert sent.pop("patient_id") == "p1"  # the Bundle's Patient id: logged only as its pseudonym
+    assert logged["inputs"] == sent
+    assert logged["patient_key"] == Pseudonymizer(PseudonymKey(LOCAL_DEVELOPMENT_HMAC_KEY))("p1")
+    assert b"p1" not in json.dumps(body).encode()
 
 
 def test_a_phenopacket_is_scored_and_reports_its_mapping(client: httpx.Client, server: Server) -> None:

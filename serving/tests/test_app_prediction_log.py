@@ -39,7 +39,7 @@ def test_each_answered_prediction_is_one_line_with_the_contract_fields_only(tmp_
         batch = client.post("/v1/predict/batch", json={"encounters": [{}, sent, {"temperature_c": 39.1}]})
         empty = client.post("/v1/predict", json={})
         refused = [
-            client.post("/v1/predict", json={**sent, "patient_id": "123"}),
+            client.post("/v1/predict", json={**sent, "patient_name": "Ana"}),
             client.post("/v1/predict", json={"age_years": 200}),
             client.post("/v1/predict/batch", json={"encounters": [{}, {"sex": "?"}]}),
         ]
@@ -49,7 +49,7 @@ def test_each_answered_prediction_is_one_line_with_the_contract_fields_only(tmp_
     lines = lines_of(home / "serving" / "logs")
     assert len(lines) == 1 + 3 + 1
     for line in lines:
-        assert set(line) == RECORD_FIELDS
+        assert set(line) == RECORD_FIELDS - {"patient_key"}  # no patient_id sent
         assert set(line["inputs"]) <= CONTRACT_FIELDS
         msgspec.convert(line, PredictionRecord)
         assert line["timestamp"].endswith("Z")
@@ -87,6 +87,21 @@ def test_closed_logs_are_shipped_to_the_bucket(tmp_path: Path) -> None:
     assert all(path.parent.name.startswith("dt=") for path in shipped)
     assert [json.loads(path.read_bytes())["request_id"] for path in shipped] == ids
     assert not (logs / log_name("dev")).exists() or (logs / log_name("dev")).stat().st_size == 0
+
+
+def test_a_graceful_stop_closes_and_ships_the_open_file(tmp_path: Path) -> None:
+    bucket, home = tmp_path / "bucket", tmp_path / "home"
+    publish_release(bucket, build_release(n_features=MAX_FEATURES))
+    env = service_env(home, bucket)  # default size and hour: nothing would close before the next hour
+
+    with running_server(env, tmp_path / "work") as server, server.client() as client:
+        ids = [client.post("/v1/predict", json={"age_years": age}).json()["request_id"] for age in (5, 50, 90)]
+        assert not (bucket / "predictions").exists()  # still open while serving
+
+    shipped = sorted((bucket / "predictions" / "env=dev").rglob("*.txt"))
+    assert len(shipped) == 1
+    assert [json.loads(line)["request_id"] for line in shipped[0].read_bytes().splitlines()] == ids
+    assert not (home / "serving" / "logs" / log_name("dev")).exists()
 
 
 def errors_counted(client: httpx.Client, operation: str) -> float:

@@ -882,6 +882,7 @@ def test_hl7_examples_inpatient_stay() -> None:
     ]
     request, report = encounter_from_bundle(bundle(*resources))
     assert msgspec.to_builtins(request) == {
+        "patient_id": "f201",  # the Patient's id, the platform importer's patient_id
         "sex": "M",
         "age_years": 52.0,  # born 1960-03-13
         "centre_id": "2",  # Organization/2, not in the file
@@ -925,6 +926,7 @@ def test_carebundle_patient() -> None:
     resources = ndjson(FIXTURES / "fhir" / "carebundle" / "carebundle_one_patient.ndjson")
     request, report = encounter_from_bundle(bundle(*resources))
     assert msgspec.to_builtins(request) == {
+        "patient_id": "6d367230-21b3-5816-8d8c-5239028c388f",  # the Patient's id, not its identifier
         "sex": "F",
         "age_years": 77.0,  # born 1948-06-06
         "centre_id": "other",

@@ -124,6 +124,22 @@ def test_an_idle_log_is_rotated_on_request(tmp_path: Path) -> None:
         assert log.rotate_if_due() is None  # the new file is empty
 
 
+def test_rotate_now_closes_a_file_with_lines_whatever_its_age(tmp_path: Path) -> None:
+    with PredictionLog(tmp_path, "dev", clock=DAY.timestamp) as log:
+        assert log.rotate_now() is None  # no file yet
+        log.write(at(DAY))
+        assert log.rotate_if_due() is None  # neither full nor an hour old
+
+        closed = log.rotate_now()
+
+        assert closed is not None and closed_logs(tmp_path, "dev") == [closed]
+        assert len(closed.read_bytes().splitlines()) == 1
+        log.write(at(DAY, index=1))  # the writer reopens the path
+        assert log.path.read_bytes().count(b"\n") == 1
+        log.path.write_bytes(b"")
+        assert log.rotate_now() is None  # an empty file stays
+
+
 def test_a_writer_follows_a_rotation_done_by_another(tmp_path: Path) -> None:
     """Two logs on one folder behave as two processes: each has its own descriptors and flock."""
     first = PredictionLog(tmp_path, "dev", max_bytes=0, hourly=False)

@@ -1,5 +1,7 @@
 """onnx_model (the chosen pipeline as ONNX) and published_model (written to the bucket, dev pointer moved)."""
 
+import datetime as dt
+import os
 from typing import Any
 
 import dagster as dg
@@ -20,10 +22,12 @@ from rare_triage.lib.deployment.onnx_export import ExportedModel, export_trained
 from rare_triage.lib.deployment.onnx_export.speed import onnx_speed
 from rare_triage.lib.deployment.promotion import DEV, GATED_METRICS
 from rare_triage.lib.deployment.publication import move_pointer, pointer_key, publish_model
-from rare_triage.lib.deployment.release import HPO_XREFS, build_release
+from rare_triage.lib.deployment.release import HPO_XREFS, MONITORING_REFERENCE, build_release
 from rare_triage.lib.ingest.fhir.hpo_xrefs import hpo_xref_table, xref_document
 
 LATENCY_REPEATS = 200
+# the dev model is stale past this age (days, RARE_TRIAGE_MODEL_MAX_AGE_DAYS): retraining is overdue
+MODEL_MAX_AGE_DAYS = float(os.environ.get("RARE_TRIAGE_MODEL_MAX_AGE_DAYS", "30"))
 LATENCY_BATCH_ROWS = 10_000
 
 
@@ -80,8 +84,11 @@ def onnx_model(context: dg.AssetExecutionContext, triage_model: ModelBundle) -> 
         "triage_model": dg.AssetIn(key=c.TRIAGE_MODEL),
         "model_evaluation": dg.AssetIn(key=c.MODEL_EVALUATION),
         "external_validation": dg.AssetIn(key=c.EXTERNAL_VALIDATION),
+        "reference_profile": dg.AssetIn(key=c.REFERENCE_PROFILE),
     },
-    description="models/rare-triage/<version>/model.onnx + phenotype_encoding.json + hpo_xrefs.json + manifest.json "
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=MODEL_MAX_AGE_DAYS)),
+    description="models/rare-triage/<version>/model.onnx + phenotype_encoding.json + hpo_xrefs.json + "
+    "monitoring_reference.json + manifest.json "
     "(which holds the table files' sha256) in the bucket (immutable, content-addressed), then the dev pointer "
     "moved to it after a read-back hash verification. Refuses to publish unless every blocking check passed on the "
     "current materializations.",
@@ -94,13 +101,16 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
     triage_model: ModelBundle,
     model_evaluation: TestWindowEvaluation,
     external_validation: ExternalEvaluation,
+    reference_profile: dict[str, Any],
 ) -> dg.Output[dict[str, Any]]:
     versions = {triage_model.mlflow_model_version, model_evaluation.mlflow_model_version}
-    if len(versions | {external_validation.mlflow_model_version}) != 1:
+    versions |= {external_validation.mlflow_model_version}
+    profiled = reference_profile.get("model_version")
+    if len(versions) != 1 or profiled != str(triage_model.mlflow_model_version):
         raise dg.Failure(
-            description="refusing to publish: triage_model, model_evaluation and external_validation describe "
-            f"different model versions ({triage_model.mlflow_model_version}, "
-            f"{model_evaluation.mlflow_model_version}, {external_validation.mlflow_model_version})"
+            description="refusing to publish: triage_model, model_evaluation, external_validation and "
+            f"reference_profile describe different model versions ({triage_model.mlflow_model_version}, "
+            f"{model_evaluation.mlflow_model_version}, {external_validation.mlflow_model_version}, {profiled})"
         )
     if not exported_from_current_model(context):
         raise dg.Failure(
@@ -122,7 +132,10 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
         onnx_model.spec,
         checks=checks,
         dagster_run_id=context.run.run_id,
-        extra_tables={HPO_XREFS: xref_document(hpo_xref_table(), evaluated.hpo_release)},
+        extra_tables={
+            HPO_XREFS: xref_document(hpo_xref_table(), evaluated.hpo_release),
+            MONITORING_REFERENCE: reference_profile,
+        },
     )
     manifest = release.manifest
     target = bucket.get_bucket()

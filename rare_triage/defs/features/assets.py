@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from rare_triage.defs.features.checks import FEATURE_CHECK_SPECS, feature_check_results
 from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.automation import FOLLOWS_UPSTREAM
 from rare_triage.lib import schema
 from rare_triage.lib.features.chunks import build_features_in_chunks
 from rare_triage.lib.features.quality import feature_summary
@@ -44,7 +45,7 @@ class FeaturesConfig(dg.Config):
     kinds={"duckdb", "sql"},
     freshness_policy=FEATURES_FRESHNESS,
     check_specs=FEATURE_CHECK_SPECS,
-    automation_condition=dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    automation_condition=FOLLOWS_UPSTREAM,
     description=(
         "One row per encounter: vitals, fever and pain scores, symptom duration, comorbidity count, visit history, "
         "consultation type, age band, sex, centre/region, present/absent/unknown for each vocabulary HPO term "

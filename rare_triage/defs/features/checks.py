@@ -20,11 +20,13 @@ FEATURE_CHECK_SPECS = [
             "n_systems_involved equal to the systems present, phenotype specificity counts and information content "
             "consistent."
         ),
+        partitions_def=c.DAILY_PARTITIONS,
     ),
     dg.AssetCheckSpec(
         ORPHAN_PREVALENCE,
         asset=c.ENCOUNTER_FEATURES,
         description=f"Warns when orphan-labelled encounters exceed {MAX_ORPHAN_SHARE:.0%} (realistic prevalence).",
+        partitions_def=c.DAILY_PARTITIONS,
     ),
 ]
 

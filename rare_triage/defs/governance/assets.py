@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from rare_triage.defs.governance.checks import GOVERNANCE_CHECK_SPECS, governance_check_results
 from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.automation import FOLLOWS_UPSTREAM
 from rare_triage.defs.shared.io_managers.parquet_lake import SINGLE_TABLE, ParquetLakeIOManager
 from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
 from rare_triage.lib import schema
@@ -64,7 +65,11 @@ def governance_specs() -> list[dg.AssetSpec]:
             "days are quarantined. Not read by any model."
         ),
     ).with_io_manager_key(c.PARQUET_IO_MANAGER)
-    return [anonymized, quarantine, pending]
+    # the three outputs are written together: when the raw extract of a recent day is updated (and its blocking
+    # checks passed) they are materialized again without a click (a missing previous pending area is no reason to
+    # wait: the first day has none)
+    condition = FOLLOWS_UPSTREAM.ignore(dg.AssetSelection.assets(c.PENDING_ENCOUNTERS))
+    return [spec.replace_attributes(automation_condition=condition) for spec in (anonymized, quarantine, pending)]
 
 
 class GovernanceConfig(dg.Config):

@@ -21,13 +21,18 @@ MAX_QUARANTINE_SHARE = 0.02
 
 GOVERNANCE_CHECK_SPECS = [
     dg.AssetCheckSpec(
-        ANONYMIZED_SCHEMA, asset=c.ANONYMIZED_ENCOUNTERS, blocking=True, description="pandera schemas of every table."
+        ANONYMIZED_SCHEMA,
+        asset=c.ANONYMIZED_ENCOUNTERS,
+        blocking=True,
+        description="pandera schemas of every table.",
+        partitions_def=c.DAILY_PARTITIONS,
     ),
     dg.AssetCheckSpec(
         NO_IDENTIFIERS,
         asset=c.ANONYMIZED_ENCOUNTERS,
         blocking=True,
         description="No identifier column, and no cell shaped like an email, phone number, date or full ZIP.",
+        partitions_def=c.DAILY_PARTITIONS,
     ),
     dg.AssetCheckSpec(
         K_ANONYMITY,
@@ -37,6 +42,7 @@ GOVERNANCE_CHECK_SPECS = [
             f"k >= {REQUIRED_K} over the quasi-identifiers kept (age band, sex, centre, centre level, region), "
             "by pycanon."
         ),
+        partitions_def=c.DAILY_PARTITIONS,
     ),
     dg.AssetCheckSpec(
         QUARANTINE_ACCOUNTING,
@@ -46,11 +52,13 @@ GOVERNANCE_CHECK_SPECS = [
             "For every raw table: rows in = rows out + rows quarantined + rows held back below k; and for the "
             "pending pool: rows carried in + held back = released + expired (quarantined) + still pending."
         ),
+        partitions_def=c.DAILY_PARTITIONS,
     ),
     dg.AssetCheckSpec(
         QUARANTINE_RATE,
         asset=c.QUARANTINED_RECORDS,
         description=f"Warns when more than {MAX_QUARANTINE_SHARE:.0%} of the encounters are quarantined.",
+        partitions_def=c.DAILY_PARTITIONS,
     ),
 ]
 

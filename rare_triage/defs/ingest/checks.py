@@ -16,11 +16,13 @@ RAW_CHECK_SPECS = [
         asset=c.RAW_EHR_EXTRACT,
         blocking=True,
         description="Every raw table has its columns with usable types, and the day has encounters.",
+        partitions_def=c.DAILY_PARTITIONS,
     ),
     dg.AssetCheckSpec(
         RAW_REFERENTIAL_INTEGRITY,
         asset=c.RAW_EHR_EXTRACT,
         description="Share of child rows pointing at an unknown encounter (they will be quarantined).",
+        partitions_def=c.DAILY_PARTITIONS,
     ),
 ]
 

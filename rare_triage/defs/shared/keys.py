@@ -7,6 +7,9 @@ import dagster as dg
 
 PARTITIONS_START = "2024-01-01"
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
+# Served predictions are monitored by the UTC day of their log; today's partition exists (it is re-read as the
+# day's closed log files arrive), so a drift can be seen the day it starts.
+MONITORING_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
 
 # groups
 GROUP_REFERENCE = "reference"
@@ -15,6 +18,7 @@ GROUP_GOVERNANCE = "governance"
 GROUP_FEATURES = "features"
 GROUP_TRAINING = "training"
 GROUP_DEPLOYMENT = "deployment"
+GROUP_MONITORING = "monitoring"
 
 # asset keys
 HPO_REFERENCE_TABLES = dg.AssetKey("hpo_reference_tables")
@@ -29,6 +33,11 @@ MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 EXTERNAL_VALIDATION = dg.AssetKey("external_validation")
 ONNX_MODEL = dg.AssetKey("onnx_model")
 PUBLISHED_MODEL = dg.AssetKey("published_model")
+REFERENCE_PROFILE = dg.AssetKey("reference_profile")
+PREDICTION_LOGS = dg.AssetKey("prediction_logs")
+PREDICTION_LOG_REJECTS = dg.AssetKey("prediction_log_rejects")
+DRIFT_REPORT = dg.AssetKey("drift_report")
+MODEL_PERFORMANCE = dg.AssetKey("model_performance")
 
 # check names that another domain relies on (deployment publishes only when these passed)
 ORPHAN_RECALL_GATE = "orphan_recall_gate"
@@ -51,6 +60,11 @@ TRAINING_JOB = "training_job"
 TRAIN_AND_PUBLISH_JOB = "train_and_publish_job"
 PROMOTE_JOB = "promote_to_prod"
 ROLLBACK_JOB = "rollback"
+MONITORING_JOB = "monitoring_job"
+
+# run tags the drift sensor sets on the retraining runs it requests
+DRIFT_DECISION_TAG = "rare_triage/drift_decision"
+DRIFT_PARTITION_TAG = "rare_triage/drift_report_partition"
 
 # resource keys
 PARQUET_IO_MANAGER = "parquet_io_manager"

@@ -337,3 +337,14 @@ def published_versions(bucket: Bucket) -> list[ListedVersion]:
 def list_versions(bucket: Bucket) -> list[str]:
     """Versions that have a manifest, oldest first by the manifest's created_at."""
     return [listed.version for listed in published_versions(bucket)]
+
+
+def read_version_table(bucket: Bucket, version: str, table: str) -> dict[str, Any] | None:
+    """Table `table` of a published version, verified against its manifest entry; None when the version's manifest
+    lists no such table (versions published before it existed). ObjectNotFoundError when the version is missing,
+    ManifestError when the file does not match its entry."""
+    manifest = json.loads(bucket.get_bytes(manifest_key(_check_version(version))).decode("utf-8"))
+    entry = manifest.get("files", {}).get(table)
+    if entry is None:
+        return None
+    return load_sidecar(version, entry, bucket.get_bytes(sidecar_key(version, entry["file"])))

@@ -11,6 +11,8 @@ from rare_triage.lib.deployment.onnx_export.feature_spec import FeatureSpec
 from rare_triage.lib.deployment.sidecar import build_sidecar
 
 HPO_XREFS = "hpo_xrefs"  # (system, code) -> HPO ids of the release, for the service's FHIR mapping
+# the training distribution of every input and of the predictions (lib/monitoring/profile.py), for drift_report
+MONITORING_REFERENCE = "monitoring_reference"
 
 
 @dataclass(frozen=True)

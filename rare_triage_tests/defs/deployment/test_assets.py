@@ -37,6 +37,7 @@ from rare_triage.lib.ingest.fhir.hpo_xrefs import XREFS_FORMAT, hpo_xref_table
 from rare_triage.lib.testing.synthetic_models import synthetic_trained_model
 from rare_triage.lib.training.evaluate import ModelEvaluation
 from rare_triage.lib.training.external import ExternalValidation
+from rare_triage.lib.training.windows import WINDOW_NAMES, TrainingSet, explicit_windows
 from rare_triage_tests.fixtures_s3 import ACCESS_KEY, REGION, SECRET_KEY, make_bucket, s3_server
 from rare_triage_tests.helpers.domains import domain_assets, domain_checks
 
@@ -92,8 +93,15 @@ def _training_stubs(model: ModelBundle, gates_pass: bool = True) -> list[Any]:
 
         return stub_gate
 
+    @dg.asset(key=c.TRAINING_SET, group_name=c.GROUP_TRAINING)
+    def training_set() -> TrainingSet:  # the reference profile reads its training and validation rows
+        rows = model.test_features
+        assert rows is not None
+        days = {f"{name}_{end}": f"2025-03-0{i + 1}" for i, name in enumerate(WINDOW_NAMES) for end in ("start", "end")}
+        return TrainingSet(explicit_windows(days), train=rows, validation=rows.iloc[:0], test=rows.iloc[:0])
+
     training_gates = [key for key in required_check_keys() if key.asset_key != c.ONNX_MODEL]
-    return [triage_model, model_evaluation, external_validation, *(gate(key) for key in training_gates)]
+    return [training_set, triage_model, model_evaluation, external_validation, *(gate(key) for key in training_gates)]
 
 
 def _materialize(
@@ -163,7 +171,12 @@ def test_publishing_writes_a_verified_version_and_moves_dev(
     assert "phenotype_encoding" not in manifest
     assert bucket.exists(sidecar_key(pointer.version, "phenotype_encoding.json"))
     tables = inspect_version(bucket, pointer.version).tables
-    assert set(tables) == {"phenotype_encoding", "hpo_xrefs"}
+    assert set(tables) == {"phenotype_encoding", "hpo_xrefs", "monitoring_reference"}
+    profile = tables["monitoring_reference"]  # what drift_report compares served requests with
+    assert profile["model_version"] == str(model.mlflow_model_version)
+    assert {f["name"] for f in profile["numeric"]} | {f["name"] for f in profile["categorical"]} == set(
+        model.feature_columns
+    )
     assert tables["phenotype_encoding"] == model.phenotype_encoding
     xrefs = tables["hpo_xrefs"]  # the service maps SNOMED CT / ICD-10 / UMLS findings as the FHIR importer does
     assert (xrefs["format"], xrefs["hpo_release"]) == (XREFS_FORMAT, model.hpo_release)
@@ -197,7 +210,14 @@ def test_publishing_alone_is_refused_without_current_check_results(
     model: ModelBundle, tmp_path: Path, instance: dg.DagsterInstance
 ) -> None:
     bucket = ModelBucketResource(uri=str(tmp_path))
-    upstream = ["triage_model", "model_evaluation", "external_validation", "onnx_model"]
+    upstream = [
+        "training_set",
+        "triage_model",
+        "model_evaluation",
+        "external_validation",
+        "onnx_model",
+        "reference_profile",
+    ]
     first = _materialize(model, bucket, instance, selection=upstream, with_checks=False)
     assert first.success
     assert not first.get_asset_check_evaluations()

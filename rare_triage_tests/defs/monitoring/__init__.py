@@ -1,0 +1,1 @@
+"""Tests of the monitoring domain's Dagster wiring."""

@@ -1,0 +1,1 @@
+"""Tests of the monitoring logic: prediction logs, drift, realized performance."""
