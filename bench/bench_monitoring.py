@@ -240,7 +240,6 @@ def stage_floor_a(work: Path) -> dict[str, Any]:
 def stage_ingest(work: Path) -> dict[str, Any]:
     """Stage A: `read_prediction_logs`'s body, step by step, and the IO manager's write of both outputs."""
     import duckdb  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
 
     from rare_triage.defs.monitoring.prediction_logs import (  # noqa: PLC0415
         ENCODE_CHUNK,
@@ -250,8 +249,8 @@ def stage_ingest(work: Path) -> dict[str, Any]:
     )
     from rare_triage.defs.shared.resources import WAREHOUSE_CONNECTION  # noqa: PLC0415
     from rare_triage.lib.deployment.bucket import LocalBucket  # noqa: PLC0415
-    from rare_triage.lib.monitoring.logged_encounters import logged_feature_rows  # noqa: PLC0415
     from rare_triage.lib.monitoring.prediction_logs import read_shipped_logs  # noqa: PLC0415
+    from rare_triage.lib.monitoring.prediction_rows import prediction_rows  # noqa: PLC0415
     from rare_triage.lib.reference.frames import reference_from_frames  # noqa: PLC0415
 
     seconds: dict[str, float] = {}
@@ -270,15 +269,8 @@ def stage_ingest(work: Path) -> dict[str, Any]:
     seconds["parse"], peaks["parse"] = time.perf_counter() - started, peak_mb()
 
     started = time.perf_counter()
-    ref = reference_from_frames(reference)
-    chunks = [
-        logged_feature_rows(records.iloc[start : start + ENCODE_CHUNK], ref)
-        for start in range(0, len(records), ENCODE_CHUNK)
-    ]
-    features = pd.concat(chunks, ignore_index=True)
-    del chunks
-    rows = records.merge(features, on="request_id", how="left", validate="one_to_one")
-    rows.insert(0, LOG_DAY, DAY)
+    rows = prediction_rows(records, reference_from_frames(reference), day=DAY, chunk=ENCODE_CHUNK)
+    del records
     rejected = parsed.rejected.copy()
     rejected.insert(0, LOG_DAY, DAY)
     seconds["encode"], peaks["encode"] = time.perf_counter() - started, peak_mb()
@@ -286,7 +278,8 @@ def stage_ingest(work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     with duckdb.connect(str(work / "warehouse.duckdb"), config=WAREHOUSE_CONNECTION) as conn:
         conn.execute(f"create schema if not exists {MONITORING_SCHEMA}")
-        conn.execute(f"create table if not exists {MONITORING_SCHEMA}.prediction_logs as select * from rows")
+        conn.register("rows_arrow", rows)
+        conn.execute(f"create table if not exists {MONITORING_SCHEMA}.prediction_logs as select * from rows_arrow")
         if len(rejected):
             conn.execute(
                 f"create table if not exists {MONITORING_SCHEMA}.prediction_log_rejects as select * from rejected"
@@ -294,12 +287,12 @@ def stage_ingest(work: Path) -> dict[str, Any]:
         stored = conn.execute(f"select count(*) from {MONITORING_SCHEMA}.prediction_logs").fetchone()
     seconds["write"], peaks["write"] = time.perf_counter() - started, peak_mb()
     return {
-        "rows": len(rows),
-        "chunks": len(range(0, len(records), ENCODE_CHUNK)),
-        "columns": rows.shape[1],
+        "rows": rows.num_rows,
+        "chunks": len(range(0, rows.num_rows, ENCODE_CHUNK)),
+        "columns": rows.num_columns,
         "stored": stored[0] if stored else 0,
         "rejected": len(rejected),
-        "frame_mb": rows.memory_usage(deep=True).sum() / 1e6,
+        "frame_mb": rows.nbytes / 1e6,
         "db_mb": (work / "warehouse.duckdb").stat().st_size / 1e6,
         "seconds": seconds,
         "peaks": peaks,

@@ -52,6 +52,11 @@ def reference_profile(
 ) -> dg.Output[dict[str, Any]]:
     rows = pd.concat([training_set.train, training_set.validation], ignore_index=True)
     total = len(rows)
+    # values only the generalised rows hold (a rare sex code, a small centre) were still seen in training
+    known = {
+        column: sorted(set(rows[column].dropna().astype(str)) - {GENERALISED})
+        for column in triage_model.categorical_columns
+    }
     rows = comparable_rows(rows, triage_model.categorical_columns)
     generalised = total - len(rows)
     if len(rows) > config.max_rows:
@@ -72,6 +77,7 @@ def reference_profile(
         bins=config.bins,
         sample_size=config.sample_size,
         seed=config.seed,
+        known_categories=known,
     )
     document = profile.to_dict()
     context.log.info("reference profile of %d of %d training rows", len(rows), total)

@@ -254,14 +254,17 @@ def profile_numeric(
     return NumericProfile(name, False, _floats(edges), _floats(proportions), n, missing_rate, *moments, sample=rounded)
 
 
-def profile_categorical(name: str, column: pd.Series) -> CategoricalProfile:
-    """Category shares, most frequent first, MISSING_CATEGORY last (its share is the missing rate)."""
+def profile_categorical(name: str, column: pd.Series, known: Sequence[str] = ()) -> CategoricalProfile:
+    """Category shares, most frequent first, then `known` categories absent from `column` (share 0: seen in
+    training, so never "unseen"), MISSING_CATEGORY last (its share is the missing rate)."""
     n = len(column)
     missing_rate = float(column.isna().mean()) if n else 0.0
     counts = column.dropna().astype(str).value_counts(sort=True)
     shares = (counts / n).tolist() if n else []
+    categories = [str(c) for c in counts.index]
+    absent = sorted(set(known) - set(categories))
     return CategoricalProfile(
-        name, (*[str(c) for c in counts.index], MISSING_CATEGORY), (*shares, missing_rate), n, missing_rate
+        name, (*categories, *absent, MISSING_CATEGORY), (*shares, *[0.0] * len(absent), missing_rate), n, missing_rate
     )
 
 
@@ -313,8 +316,10 @@ def build_reference_profile(
     bins: int = 10,
     sample_size: int = 5000,
     seed: int = 0,
+    known_categories: Mapping[str, Sequence[str]] | None = None,
 ) -> ReferenceProfile:
-    """Profile the named feature columns and the model's predictions on the reference rows."""
+    """Profile the named feature columns and the model's predictions on the reference rows. `known_categories`:
+    per categorical column, values seen in training outside the profiled rows (share 0, not "unseen")."""
     check_feature_columns(features, numeric_columns, categorical_columns)
     if bins < 2 or sample_size < 1:
         raise ValueError(f"bins must be >= 2 and sample_size >= 1, got {bins}, {sample_size}")
@@ -328,7 +333,8 @@ def build_reference_profile(
     numeric = tuple(
         profile_numeric(c, features[c], bins=bins, sample_size=sample_size, rng=rng) for c in numeric_columns
     )
-    categorical = tuple(profile_categorical(c, features[c]) for c in categorical_columns)
+    known = known_categories or {}
+    categorical = tuple(profile_categorical(c, features[c], known.get(c, ())) for c in categorical_columns)
     orphan = profile_numeric(
         ORPHAN_PROBABILITY,
         proba[:, list(class_labels).index(schema.ORPHAN_LABEL)],

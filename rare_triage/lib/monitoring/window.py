@@ -1,8 +1,9 @@
 """The window a drift report reads, and its report per environment and model version.
 
 The window is read from the warehouse without the columns drift never uses (the request's JSON, ids, times), as
-Arrow record batches copied into columns allocated once for the whole window: a pandas frame fetched in one go
-costs about three times its size at its peak (6.5 GB for a million predictions), this one little more than itself.
+a few columns at a time copied into one block allocated for the whole window: a pandas frame fetched in one go
+costs about three times its size at its peak (6.5 GB for a million predictions), and DuckDB's streaming reader
+holds several hundred MB of its own.
 Numbers stay float64: the reference profile's bin edges are float64 values of the same measurements, and a float32
 copy of 37.3 would fall below an edge of 37.3.
 """
@@ -28,6 +29,10 @@ UNREAD_COLUMNS = (
     "encounter_key", "partition_day", schema.LABEL_COLUMN,
 )  # fmt: skip
 SEVERITY = ("insufficient_data", "no_drift", "watch", "retrain")
+_NUMERIC_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT",
+     "DOUBLE"}
+)  # fmt: skip
 
 
 def window_query(table: str, day_column: str, present: list[str]) -> str:
@@ -35,50 +40,64 @@ def window_query(table: str, day_column: str, present: list[str]) -> str:
     (those of them `present` in the table)."""
     excluded = [name for name in UNREAD_COLUMNS if name in present]
     exclude = f" exclude ({', '.join(excluded)})" if excluded else ""
-    return f"select *{exclude} from {table} where {day_column} between ? and ? and input_kind = '{ENCOUNTER}'"
+    return f"select *{exclude} from {table} where {window_filter(day_column)}"
+
+
+def window_filter(day_column: str) -> str:
+    """The encounter predictions logged on days [?, ?] (two parameters)."""
+    return f"{day_column} between ? and ? and input_kind = '{ENCOUNTER}'"
 
 
 def read_window(
-    conn: duckdb.DuckDBPyConnection, table: str, day_column: str, days: tuple[str, str], batch_rows: int = 100_000
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    day_column: str,
+    days: tuple[str, str],
+    *,
+    batch_columns: int = 16,
+    memory_limit: str = "256MB",
 ) -> pd.DataFrame:
     """The encounter predictions of `table` logged on `days` (first, last), every column but UNREAD_COLUMNS:
-    numbers as float64 (NaN for NULL), booleans as bool, text as pandas categoricals (NULL as NaN)."""
-    described = conn.execute(f"describe {table}").fetchall()
-    present = [row[0] for row in described]
-    query = window_query(table, day_column, present)
+    numbers as float64 (NaN for NULL), booleans as bool, text as pandas categoricals (NULL as NaN). DuckDB's memory
+    is held to `memory_limit` while reading (its buffer pool otherwise keeps the pages it read, about the window's
+    size again), then set back."""
+    previous = conn.execute("select current_setting('memory_limit')").fetchall()[0][0]
+    conn.execute(f"set memory_limit = '{memory_limit}'")
+    try:
+        return _read_window(conn, table, day_column, days, batch_columns)
+    finally:
+        conn.execute(f"set memory_limit = '{previous}'")
+
+
+def _read_window(
+    conn: duckdb.DuckDBPyConnection, table: str, day_column: str, days: tuple[str, str], batch_columns: int
+) -> pd.DataFrame:
+    query = window_query(table, day_column, [row[0] for row in conn.execute(f"describe {table}").fetchall()])
+    types = dict(conn.execute(f"select column_name, column_type from (describe ({query}))", list(days)).fetchall())
+    numeric = [name for name, kind in types.items() if kind in _NUMERIC_TYPES or kind == "BOOLEAN"]
+    texts = [name for name in types if name not in numeric]
     n = int(conn.execute(f"select count(*) from ({query})", list(days)).fetchall()[0][0])
-    reader = conn.sql(query, params=list(days)).to_arrow_reader(batch_rows)
-    schema_ = reader.schema
-    numbers: dict[str, np.ndarray] = {}
-    flags: dict[str, np.ndarray] = {}
-    texts: dict[str, list[pa.Array]] = {}
-    for field_ in schema_:
-        if pa.types.is_boolean(field_.type):
-            flags[field_.name] = np.zeros(n, dtype=bool)
-        elif pa.types.is_integer(field_.type) or pa.types.is_floating(field_.type) or pa.types.is_decimal(field_.type):
-            numbers[field_.name] = np.empty(n, dtype=np.float64)
-        else:
-            texts[field_.name] = []
-    start = 0
-    for batch in reader:
-        end = start + batch.num_rows
-        for name, target in numbers.items():
-            column = pc.cast(batch.column(name), pa.float64())
-            target[start:end] = column.to_numpy(zero_copy_only=False)  # NULL -> NaN
-        for name, target in flags.items():
-            target[start:end] = batch.column(name).fill_null(False).to_numpy(zero_copy_only=False)
-        for name, chunks in texts.items():
-            chunks.append(pc.cast(batch.column(name), pa.string()))
-        start = end
-    if start != n:
-        raise RuntimeError(f"{table}: {start} rows read for {n} counted (the table changed while it was read)")
-    columns: dict[str, object] = {**numbers, **flags}
-    for name, chunks in texts.items():
-        encoded = pa.chunked_array(chunks, type=pa.string()).combine_chunks().dictionary_encode()
-        columns[name] = pd.Categorical.from_codes(
-            encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), categories=encoded.dictionary.to_pylist()
-        )
-    return pd.DataFrame(columns, columns=[field_.name for field_ in schema_], copy=False)
+
+    def select(names: list[str]) -> str:  # every read in the table's row order, so the columns line up
+        return f"select {', '.join(names)} from {table} where {window_filter(day_column)} order by rowid"
+
+    # one 2-D block, column-major: a frame built from it is a view, where a dict of columns would be copied into one
+    numbers = np.empty((n, len(numeric)), dtype=np.float64, order="F")
+    for first in range(0, len(numeric), batch_columns):
+        names = numeric[first : first + batch_columns]
+        fetched = conn.execute(select(names), list(days)).fetchnumpy()
+        for name in names:
+            values = np.ma.asarray(fetched.pop(name)).astype(np.float64)
+            numbers[:, numeric.index(name)] = np.ma.filled(values, np.nan)
+    frame = pd.DataFrame(numbers, columns=numeric, copy=False)
+    for name in [name for name in numeric if types[name] == "BOOLEAN"]:
+        frame[name] = frame[name].fillna(0.0).astype(bool)
+    for name in texts:  # through Arrow, whose strings are compact (Python str objects are ~60 bytes each)
+        column = conn.sql(select([name]), params=list(days)).to_arrow_table().column(0)
+        encoded = pc.cast(column, pa.string()).combine_chunks().dictionary_encode()
+        codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        frame[name] = pd.Categorical.from_codes(codes, categories=encoded.dictionary.to_pylist())
+    return frame
 
 
 @dataclass(frozen=True)
