@@ -52,9 +52,12 @@ def reference_profile(
 ) -> dg.Output[dict[str, Any]]:
     rows = pd.concat([training_set.train, training_set.validation], ignore_index=True)
     total = len(rows)
-    # values only the generalised rows hold (a rare sex code, a small centre) were still seen in training
+    # values only the generalised rows hold (a small centre) were still seen in training, and the model's own
+    # categories are known to it: only a value outside both is "unseen"
     known = {
-        column: sorted(set(rows[column].dropna().astype(str)) - {GENERALISED})
+        column: sorted(
+            (set(rows[column].dropna().astype(str)) | set(triage_model.categories.get(column, []))) - {GENERALISED}
+        )
         for column in triage_model.categorical_columns
     }
     rows = comparable_rows(rows, triage_model.categorical_columns)
