@@ -331,8 +331,7 @@ def stage_drift(work: Path) -> dict[str, Any]:
     import duckdb  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    from rare_triage.defs.monitoring.drift import LOGS_TABLE  # noqa: PLC0415
-    from rare_triage.defs.monitoring.prediction_logs import LOG_DAY  # noqa: PLC0415
+    from rare_triage.defs.monitoring.prediction_logs import LOG_DAY, LOGS_TABLE  # noqa: PLC0415
     from rare_triage.lib.monitoring.drift import DriftConfig  # noqa: PLC0415
     from rare_triage.lib.monitoring.drift_html import render_drift_html  # noqa: PLC0415
     from rare_triage.lib.monitoring.profile import ReferenceProfile  # noqa: PLC0415

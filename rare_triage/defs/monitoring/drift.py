@@ -8,7 +8,7 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import create_model
 
-from rare_triage.defs.monitoring.prediction_logs import LOG_DAY, MONITORING_SCHEMA
+from rare_triage.defs.monitoring.prediction_logs import LOG_DAY, LOGS_TABLE, MONITORING_SCHEMA
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.automation import FOLLOWS_ANY_UPSTREAM_DAY
 from rare_triage.defs.shared.bucket import ModelBucketResource
@@ -25,7 +25,6 @@ from rare_triage.lib.paths import rare_triage_home
 
 WINDOW_DAYS = 7  # the report of day D reads the predictions logged on D-6..D
 WINDOW = dg.TimeWindowPartitionMapping(start_offset=-(WINDOW_DAYS - 1), allow_nonexistent_upstream_partitions=True)
-LOGS_TABLE = f"{MONITORING_SCHEMA}.{c.PREDICTION_LOGS.path[-1]}"
 DRIFT_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=50), warn_window=dt.timedelta(hours=26))
 TABLE_ROWS = 40  # drifted features shown in the metadata table (all of them are in the stored table)
 

@@ -8,14 +8,12 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from rare_triage.defs.monitoring.prediction_logs import LOG_DAY, MONITORING_SCHEMA
+from rare_triage.defs.monitoring.prediction_logs import LOG_DAY, LOGS_TABLE, MONITORING_SCHEMA
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.table_metadata import table_metadata
 from rare_triage.lib import schema
 from rare_triage.lib.monitoring.performance import realized_performance
 
-FEATURES_TABLE = "features.encounter_features"
-LOGS_TABLE = f"{MONITORING_SCHEMA}.{c.PREDICTION_LOGS.path[-1]}"
 DAILY_AT_FOUR = "0 4 * * *"
 
 
@@ -58,10 +56,10 @@ def model_performance(
             predictions = pd.DataFrame(columns=[name.strip() for name in columns.split(",")])
         keys = predictions["patient_key"].dropna().unique().tolist()
         outcomes = pd.DataFrame(columns=["patient_key", "partition_day", schema.LABEL_COLUMN])
-        if keys and _table_exists(conn, FEATURES_TABLE):
+        if keys and _table_exists(conn, c.FEATURES_TABLE):
             conn.register("rt_patient_keys", pd.DataFrame({"patient_key": keys}))
             outcomes = conn.execute(
-                f"select f.patient_key, f.partition_day, f.{schema.LABEL_COLUMN} from {FEATURES_TABLE} f "
+                f"select f.patient_key, f.partition_day, f.{schema.LABEL_COLUMN} from {c.FEATURES_TABLE} f "
                 "join rt_patient_keys k using (patient_key) where f.partition_day >= ?",
                 [since],
             ).df()

@@ -18,6 +18,7 @@ from rare_triage.lib.reference.frames import reference_from_frames
 
 MONITORING_SCHEMA = "monitoring"
 LOG_DAY = DAY_COLUMN
+LOGS_TABLE = f"{MONITORING_SCHEMA}.{c.PREDICTION_LOGS.path[-1]}"
 LOG_PARTITION_EXPR = f"CAST({LOG_DAY} AS TIMESTAMP)"
 LOGS_PREFIX = "predictions/"
 ENCODE_CHUNK = CHUNK  # logged requests encoded at a time (the feature SQL's working set grows with the chunk)

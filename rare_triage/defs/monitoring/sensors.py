@@ -25,7 +25,6 @@ from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.bucket import ModelBucketResource
 
 RETRAIN = "retrain"
-FEATURES_TABLE = "features.encounter_features"
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class DriftCursor:
 def _latest_features_day(warehouse: DuckDBResource) -> str | None:
     with warehouse.get_connection() as conn:
         try:
-            row = conn.execute(f"select max(partition_day) from {FEATURES_TABLE}").fetchone()
+            row = conn.execute(f"select max(partition_day) from {c.FEATURES_TABLE}").fetchone()
         except duckdb.CatalogException:  # no features yet
             return None
     return None if row is None or row[0] is None else str(row[0])

@@ -76,5 +76,8 @@ PSEUDONYMIZATION = "pseudonymization"
 MLFLOW = "mlflow"
 BUCKET = "bucket"
 
+# the warehouse table of encounter_features, read by SQL in other domains (training windows, monitoring)
+FEATURES_TABLE = "features.encounter_features"
+
 # DuckDB allows one writer process: every asset that writes the warehouse runs in this pool.
 DUCKDB_POOL = "duckdb_warehouse"

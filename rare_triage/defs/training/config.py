@@ -7,12 +7,12 @@ and descriptions are defined once, there, and read here.
 import dagster as dg
 from pydantic import Field, create_model
 
+from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.dataclass_config import config_fields, from_config
 from rare_triage.lib.training.candidates import ModelParams
 from rare_triage.lib.training.columns import FEATURE_SETS
 from rare_triage.lib.training.train import TrainingConfig
 
-FEATURES_TABLE = "features.encounter_features"
 # ModelParams fields left at their library defaults rather than offered as run config.
 FIXED_MODEL_PARAMS = ("lr_max_iter", "xgb_subsample", "xgb_colsample_bytree")
 
@@ -20,7 +20,7 @@ FIXED_MODEL_PARAMS = ("lr_max_iter", "xgb_subsample", "xgb_colsample_bytree")
 class TrainingSetConfig(dg.Config):
     """Explicit windows (all six days) or the last N days relative to the latest partition present."""
 
-    table: str = Field(default=FEATURES_TABLE, description="DuckDB table of the encounter features")
+    table: str = Field(default=c.FEATURES_TABLE, description="DuckDB table of the encounter features")
     train_start: str | None = None
     train_end: str | None = None
     validation_start: str | None = None
