@@ -317,16 +317,16 @@ def _records_frame(accepted: list[tuple[int, LogLine, str]], source: str) -> pd.
         "source": pd.Series([source] * len(records), dtype=object),
         "line_number": np.array([n for n, _, _ in accepted], dtype=np.int64),
         "timestamp": pd.to_datetime([r.timestamp for r in records], utc=True).as_unit("us"),
-        "request_id": [r.request_id for r in records],
-        "model_version": [r.model_version for r in records],
+        "request_id": pd.Series([r.request_id for r in records], dtype=object),
+        "model_version": pd.Series([r.model_version for r in records], dtype=object),
         "patient_key": pd.Series([r.patient_key for r in records], dtype=object),
-        "input_kind": [kind for _, _, kind in accepted],
-        "predicted_class": [r.predicted_class for r in records],
+        "input_kind": pd.Series([kind for _, _, kind in accepted], dtype=object),
+        "predicted_class": pd.Series([r.predicted_class for r in records], dtype=object),
         "orphan_flag": np.array([r.orphan_flag for r in records], dtype=bool),
         "needs_review": np.array([r.needs_review for r in records], dtype=bool),
         "latency_ms": np.array([r.latency_ms for r in records], dtype=np.float64),
         **{name: probabilities[:, i] for i, name in enumerate(PROBABILITY_COLUMNS)},
-        "inputs": [bytes(r.inputs).decode("utf-8") for r in records],
+        "inputs": pd.Series([bytes(r.inputs).decode("utf-8") for r in records], dtype=object),
     }
     return pd.DataFrame(columns, columns=list(RECORD_COLUMNS))
 

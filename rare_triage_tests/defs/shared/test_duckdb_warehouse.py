@@ -52,3 +52,18 @@ def test_rows_of_another_column_contract_are_refused_naming_the_columns(tmp_path
     # connection with the same configuration (its user agent) may open the file
     with duckdb.connect(str(database), config={"custom_user_agent": "dagster"}) as con:
         assert con.execute("select count(*) from features.features").fetchone() == (2,)
+
+
+def test_an_empty_first_partition_creates_the_table_with_its_columns(tmp_path: Path) -> None:
+    @dg.asset(name="features", partitions_def=DAYS, metadata={"partition_expr": "partition_day"})
+    def empty_day() -> pa.Table:
+        return pa.table({"partition_day": pa.array([], pa.string()), "a": pa.array([], pa.float64())})
+
+    database = tmp_path / "warehouse.duckdb"
+    _materialize(empty_day, database, "2025-03-01")  # a day without rows: readers can still query the table
+    with duckdb.connect(str(database)) as con:
+        assert con.execute("select count(*) from features.features").fetchone() == (0,)
+        assert [row[0] for row in con.execute("describe features.features").fetchall()] == ["partition_day", "a"]
+    _materialize(_asset({"a": [1.0, 2.0]}), database, "2025-03-02")
+    with duckdb.connect(str(database)) as con:
+        assert con.execute("select count(*) from features.features").fetchone() == (2,)

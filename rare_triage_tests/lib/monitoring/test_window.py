@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib.monitoring.drift import DriftConfig
-from rare_triage.lib.monitoring.prediction_logs import parse_prediction_log
+from rare_triage.lib.monitoring.prediction_logs import parse_prediction_log, read_shipped_logs
 from rare_triage.lib.monitoring.prediction_rows import prediction_rows
 from rare_triage.lib.monitoring.profile import build_reference_profile
 from rare_triage.lib.monitoring.window import UNREAD_COLUMNS, drift_by_group, overall_decision, read_window
@@ -194,3 +194,13 @@ def test_a_value_seen_only_in_generalised_training_rows_is_not_unseen() -> None:
     assert drift_by_group(window, lambda version: profile({"sex": ["F", "M", "U"]}), DriftConfig())[0].decision == (
         "no_drift"
     )
+
+
+def test_a_day_without_logs_gives_an_empty_table_of_the_same_columns(reference_tables: ReferenceTables) -> None:
+    empty = read_shipped_logs([]).records
+    assert len(empty) == 0
+    assert empty["request_id"].dtype == object  # text even without a row, like a day with logs
+    rows = prediction_rows(empty, reference_tables, day="2025-03-01")
+    full = prediction_rows(_records(3), reference_tables, day="2025-03-01")
+    assert rows.num_rows == 0
+    assert rows.column_names == full.column_names

@@ -18,16 +18,19 @@ class DuckDBArrowTypeHandler(DbTypeHandler[pa.Table]):
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pa.Table, connection: Any) -> None:
         target = f"{table_slice.schema}.{table_slice.table}"
-        if obj.num_rows:
+        # An empty partition still creates the table with its columns (a day without predictions is a day readers
+        # can query); only a table without columns has nothing to store.
+        if obj.num_columns:
             connection.register("rt_arrow_output", obj)
             try:
                 connection.execute(f"create table if not exists {target} as select * from rt_arrow_output limit 0")
                 _require_same_columns(connection, target, obj.column_names)
-                connection.execute(f"insert into {target} select * from rt_arrow_output")
+                if obj.num_rows:
+                    connection.execute(f"insert into {target} select * from rt_arrow_output")
             finally:
                 connection.unregister("rt_arrow_output")
         else:
-            context.log.warning("Skipping DuckDB write for an empty table.")
+            context.log.warning("Skipping DuckDB write for a table without columns.")
         row_count = TableMetadataSet(
             **({"partition_row_count": obj.num_rows} if context.has_partition_key else {"row_count": obj.num_rows}),
             storage_kind="duckdb",
