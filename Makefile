@@ -11,7 +11,7 @@ export RARE_TRIAGE_HOME ?= $(CURDIR)/.rare_triage
 export DAGSTER_HOME ?= $(RARE_TRIAGE_HOME)/dagster_home
 DAYS ?= 35
 
-.PHONY: setup run ui test lint bench bench-serving clean setup-serving test-serving lock-serving
+.PHONY: setup run ui test lint smoke bench bench-serving clean setup-serving test-serving lock-serving
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,11 @@ lint: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mypy rare_triage serving
 	$(BIN)/lint-imports --no-cache --no-logo
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
+
+# The whole graph on a small fixed synthetic slice in a throwaway home (not $(RARE_TRIAGE_HOME)): exit 1 when a
+# blocking check fails, 2 when a run fails otherwise; the check table goes to $GITHUB_STEP_SUMMARY when set.
+smoke: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m rare_triage smoke
 
 # The service's venv: the locked runtime and test tools, then serving itself without dependencies; pip check fails
 # when the lock misses a dependency (installed with --no-deps, nothing is resolved behind the lock's back).

@@ -1,6 +1,7 @@
 """The one command line of rare-triage: `python -m rare_triage <command>` (or `rare-triage <command>`).
 
     demo      the main job end to end on the embedded defaults (reference, daily partitions, train, publish)
+    smoke     the whole graph on a small fixed synthetic slice in a throwaway home; exit 1 on a failed blocking check
     status    which version dev and prod serve, and every published version
     promote   run promote_to_prod: dev -> prod if the promotion gate passes
     rollback  run rollback: point an env back at an earlier published version
@@ -14,9 +15,16 @@ import argparse
 import datetime as dt
 import os
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 DEFAULT_DAYS = 35
+# the smoke's slice (rare_triage/cli/smoke.py): fixed days, so every run materializes the same data
+SMOKE_DAYS = 21
+SMOKE_END = dt.date(2025, 3, 31)
+SMOKE_ENCOUNTERS_PER_DAY = 400
+SMOKE_POPULATION = 20_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +42,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=dt.date.today() - dt.timedelta(days=1),
         help="last partition, YYYY-MM-DD (default yesterday)",
     )
+    smoke = commands.add_parser(
+        "smoke",
+        help="materialize the whole graph on a small synthetic slice in a throwaway home; exit 0 when every "
+        "blocking check passed, 1 when one failed, 2 when a run failed otherwise",
+    )
+    smoke.add_argument("--days", type=int, default=SMOKE_DAYS, help=f"daily partitions (default {SMOKE_DAYS})")
+    smoke.add_argument(
+        "--end",
+        type=dt.date.fromisoformat,
+        default=SMOKE_END,
+        help=f"last partition, YYYY-MM-DD (default {SMOKE_END}: the same slice every time)",
+    )
+    smoke.add_argument(
+        "--encounters-per-day",
+        type=int,
+        default=SMOKE_ENCOUNTERS_PER_DAY,
+        help=f"synthetic encounters a day (default {SMOKE_ENCOUNTERS_PER_DAY})",
+    )
+    smoke.add_argument(
+        "--population", type=int, default=SMOKE_POPULATION, help=f"synthetic patients (default {SMOKE_POPULATION})"
+    )
+    smoke.add_argument(
+        "--real-gates",
+        action="store_true",
+        help="run the training gates at their own thresholds (by default some run at the smoke's, see smoke.py)",
+    )
+    smoke.add_argument(
+        "--summary", type=Path, help="write the markdown summary here (also appended to $GITHUB_STEP_SUMMARY)"
+    )
+    smoke.add_argument("--home", type=Path, help="state folder, new or empty, kept (default: a temporary folder)")
+    smoke.add_argument("--keep", action="store_true", help="keep the temporary state folder")
     commands.add_parser("status", help="what dev and prod serve, and the published versions")
     promote = commands.add_parser("promote", help="dev -> prod if the promotion gate passes")
     promote.add_argument(
@@ -57,6 +96,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
         run_demo(args.days, args.end, args.train)
         return 0
+    if args.command == "smoke":
+        return _smoke(args, env)
     from rare_triage.cli import models  # noqa: PLC0415 - lazy: --help must not load Dagster
 
     try:
@@ -69,6 +110,27 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except models.CommandError as exc:
         print(exc, file=sys.stderr)
         return 1
+
+
+def _smoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """The smoke's exit code; 2 on anything that stops it (an exit code 1 would read as a failed check)."""
+    try:
+        from rare_triage.cli import smoke  # noqa: PLC0415 - lazy: --help must not load Dagster
+
+        options = smoke.SmokeOptions(
+            days=args.days,
+            end=args.end,
+            encounters_per_day=args.encounters_per_day,
+            population=args.population,
+            real_gates=args.real_gates,
+        )
+        return smoke.run_smoke(options, env, home=args.home, keep=args.keep, summary=args.summary)
+    except ValueError as exc:  # an argument the smoke refuses (--days, --end, --home)
+        print(exc, file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 2
 
 
 if __name__ == "__main__":
