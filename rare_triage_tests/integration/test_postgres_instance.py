@@ -18,7 +18,7 @@ def test_runs_and_check_results_are_stored_in_postgres(
 ) -> None:
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.postgres.yaml", dagster_home / "dagster.yaml")
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     environ = {
         **local_environ(tmp_path),
         "DAGSTER_HOME": str(dagster_home),
