@@ -44,6 +44,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import psutil
@@ -220,28 +221,40 @@ def measure(load: Load, side: Side, connections: int, duration_s: float) -> None
     )
 
 
-def batch_sizes(log: Path, spans: list[tuple[int, int]]) -> tuple[int, int] | None:
-    """(rows, model calls) of the prediction-log lines in the byte `spans`: a call's lines share its timestamp."""
-    try:
-        data = log.read_bytes()
-    except OSError:
-        return None
+class LogSpan:
+    """The lines the service appends to its prediction log from now until `read()`, followed across a rotation
+    (the open handle keeps reading the rotated file, whatever it was renamed to; the new file's lines are added)."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        try:
+            self.handle: BinaryIO | None = log.open("rb")
+            self.start = os.fstat(self.handle.fileno()).st_size
+        except OSError:
+            self.handle, self.start = None, 0
+
+    def read(self) -> bytes:
+        data, inode = b"", None
+        if self.handle is not None:
+            with self.handle:
+                self.handle.seek(self.start)
+                data = self.handle.read()
+                inode = os.fstat(self.handle.fileno()).st_ino
+        with contextlib.suppress(OSError):
+            if os.stat(self.log).st_ino != inode:  # rotated meanwhile (or created): the new file's lines too
+                data += self.log.read_bytes()
+        return data
+
+
+def batch_sizes(spans: list[bytes]) -> tuple[int, int] | None:
+    """(rows, model calls) of the prediction-log lines of `spans`: a call's lines share its timestamp."""
     calls: Counter[str] = Counter()
-    for start, end in spans:
-        if end > len(data):
-            return None  # the log was rotated meanwhile
-        for line in data[start:end].splitlines():
+    for data in spans:
+        for line in data.splitlines():
             with contextlib.suppress(ValueError, KeyError):
                 calls[json.loads(line)["timestamp"]] += 1
     rows = sum(calls.values())
     return (rows, len(calls)) if rows else None
-
-
-def log_size(log: Path) -> int:
-    try:
-        return log.stat().st_size
-    except OSError:
-        return 0
 
 
 def parity(service: Server, baseline: Server | None, bodies: list[bytes]) -> str:
@@ -346,14 +359,14 @@ def measure_all(setup: Setup) -> Figures:
             sides.append(Side("baseline", servers["baseline"], "/v1/predict"))
         for side in sides:  # warm-up: first calls, allocator, caches
             load.closed(side.server, side.path, args.connections, WARMUP_S)
-        spans = []
+        spans: list[bytes] = []
         for round_number in range(1, args.rounds + 1):
             print(f"round {round_number}/{args.rounds}")
             for side in sides:
-                start = log_size(log)
+                span = LogSpan(log) if side.label == "predict" else None
                 measure(load, side, args.connections, args.duration)
-                if side.label == "predict":
-                    spans.append((start, log_size(log)))
+                if span is not None:
+                    spans.append(span.read())
         paced_load = loadavg()
         rate = sides[1].rate / 2
         paced = load.python_client(
@@ -375,7 +388,7 @@ def measure_all(setup: Setup) -> Figures:
             paced_floor,
             paced_load,
             lone,
-            batch_sizes(log, spans),
+            batch_sizes(spans),
         )
 
 

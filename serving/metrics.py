@@ -9,7 +9,7 @@ by operation.
 """
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -107,14 +107,18 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.registry.register(ModelStatusCollector(holder))
+        self._predictions_by_class: dict[str, Counter] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route, str(status)).observe(seconds)
 
-    def observe_predictions(self, labels: list[str], orphan_flags: int, needs_review: int) -> None:
+    def observe_predictions(self, labels: Iterable[str], orphan_flags: int, needs_review: int) -> None:
         for label in labels:
-            self.predictions.labels(label).inc()
+            child = self._predictions_by_class.get(label)
+            if child is None:  # `labels()` takes a lock and checks its arguments: its child is kept once made
+                child = self._predictions_by_class[label] = self.predictions.labels(label)
+            child.inc()
         if orphan_flags:
             self.orphan_flags.inc(orphan_flags)
         if needs_review:

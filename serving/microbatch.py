@@ -74,6 +74,11 @@ class MicroBatcher(Generic[ItemT, ResultT]):
 
     async def submit(self, item: ItemT) -> ResultT:
         """`item`'s result, once its batch has run; the exception of `run` if its batch failed."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: ItemT) -> "asyncio.Future[ResultT]":
+        """`submit` without its coroutine: queue `item` in the running loop's open batch and return the future of its
+        result (a request awaits it directly; cancelling the future leaves the item out of its batch)."""
         loop = asyncio.get_running_loop()
         batch = self._open.get(loop)
         if batch is None:
@@ -85,7 +90,7 @@ class MicroBatcher(Generic[ItemT, ResultT]):
         batch.futures.append(future)
         if len(batch.items) >= self.max_batch:
             self._flush(batch)
-        return await future
+        return future
 
     def _idle_check(self, batch: _Batch[ItemT, ResultT]) -> None:
         """Once per loop iteration while `batch` is open: run it after `idle_rounds` checks without a new item."""

@@ -8,8 +8,9 @@ Rotation, by size (`max_bytes`, checked before each append: writers appending at
 their line, so a file can end a few lines past it) and by hour (`hourly`: the file's last write, its mtime, was
 in an earlier UTC hour, so a file holds the lines of one hour). Every process decides for itself and they
 coordinate through `flock` on a lock file beside the log:
-  - a write holds the lock shared while it checks that its descriptor is still the file at the log's path (same
-    device and inode; else another process rotated it and this one reopens the path) and while it appends;
+  - a write (one line, or the lines of one `write_many` call) holds the lock shared while it checks that its
+    descriptor is still the file at the log's path (same device and inode; else another process rotated it and
+    this one reopens the path) and while it appends;
   - a rotation holds it exclusive: it re-checks under the lock (another process may have rotated meanwhile) and
     renames the file to `predicciones_<env>.<UTC time>.<pid>.txt`; the next write of every process then finds a
     new inode at the path and reopens it, O_CREAT making whoever comes first create the new file.
@@ -29,7 +30,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +44,7 @@ SHIPPED_DIR = "shipped"
 _STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _ENV = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _HOUR_S = 3600
+_UTC_OFFSET = dt.timedelta(0)
 
 
 class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -64,7 +66,7 @@ class PredictionRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=
     patient_key: str | None = None
 
     def __post_init__(self) -> None:
-        if self.timestamp.utcoffset() != dt.timedelta(0):
+        if self.timestamp.utcoffset() != _UTC_OFFSET:
             raise ValueError(f"timestamp {self.timestamp.isoformat()} is not in UTC")
 
 
@@ -123,29 +125,52 @@ class PredictionLog:
 
     def write(self, record: PredictionRecord) -> None:
         """Append `record` as one line with one `os.write`, rotating the file first when it is due."""
-        self.write_line(_ENCODER.encode(record) + b"\n")
+        self._write_lines((_ENCODER.encode(record) + b"\n",))
 
     def write_many(self, records: Iterable[PredictionRecord]) -> None:
-        """`write` each record (one line and one `os.write` each)."""
-        for record in records:
-            self.write(record)
+        """`write` each record (one line and one `os.write` each), under one hold of the lock (see `write_lines`)."""
+        self._write_lines([_ENCODER.encode(record) + b"\n" for record in records])
 
     def write_line(self, line: bytes) -> None:
         """Append one complete line (ending with its only newline) with one `os.write`."""
-        if not line.endswith(b"\n") or b"\n" in line[:-1]:
-            raise ValueError("a log line ends with its only newline")
+        self.write_lines((line,))
+
+    def write_lines(self, lines: Sequence[bytes]) -> None:
+        """Append complete lines (each ending with its only newline), in order, each with its own `os.write`.
+
+        The lock is taken once for all of them and the descriptor checked once (no other process can rotate the
+        file meanwhile: that needs the lock exclusive); rotation is still decided before each append, counting the
+        lines appended so far. A failed append raises and leaves the lines after it unwritten."""
+        for line in lines:
+            if not line.endswith(b"\n") or b"\n" in line[:-1]:
+                raise ValueError("a log line ends with its only newline")
+        self._write_lines(lines)
+
+    def _write_lines(self, lines: Sequence[bytes]) -> None:
+        if not lines:
+            return
+        max_bytes, hourly, clock = self.max_bytes, self.hourly, self._clock
         with self._thread_lock:
             lock_fd = self._lock_fd_of_this_process()
             fcntl.flock(lock_fd, fcntl.LOCK_SH)
             try:
                 stat = self._current()
-                if self._due(stat, len(line)):
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX)  # converting may let another rotator in first: re-check
-                    stat = self._current()
-                    if self._due(stat, len(line)):
-                        self._rotate()
-                        self._current()
-                self._append(line)
+                size, mtime = stat.st_size, stat.st_mtime
+                for line in lines:
+                    adding = len(line)
+                    if size and (  # `_due` of what a stat would now tell
+                        (max_bytes and size + adding > max_bytes)
+                        or (hourly and int(mtime // _HOUR_S) < int(clock() // _HOUR_S))
+                    ):
+                        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # converting may let another rotator in first: re-check
+                        stat = self._current()
+                        if self._due(stat, adding):
+                            self._rotate()
+                            stat = self._current()
+                        size = stat.st_size
+                    self._append(line)
+                    # what this append made of the file (the kernel's clock sets its mtime)
+                    size, mtime = size + adding, time.time()
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
 

@@ -1,17 +1,23 @@
 """POST /v1/predict (one encounter; concurrent ones share a model call, see `scoring.score_one`) and
 POST /v1/predict/batch (several, one model call for all of them)."""
 
-import uuid
+from collections.abc import Iterable
 from typing import Annotated, Any, Final
 
-from litestar import Request, Response, Router, post
-from litestar.datastructures import ResponseHeader
+import msgspec
+from litestar import Litestar, Request, Response, Router, post
+from litestar.background_tasks import BackgroundTask, BackgroundTasks
+from litestar.datastructures import Cookie, MutableScopeHeaders, ResponseHeader
+from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Body
+from litestar.response.base import ASGIResponse
 from litestar.status_codes import HTTP_200_OK, HTTP_413_REQUEST_ENTITY_TOO_LARGE
+from litestar.types import TypeEncodersMap
 
 from serving.api.auth import SECURITY_SCHEME, require_api_key
+from serving.api.request_id import new_request_id
 from serving.api.runtime import runtime_of
 from serving.api.scoring import score, score_one
 from serving.contract import Encounter
@@ -66,8 +72,96 @@ BATCH_BODY: Final[Any] = Body(
 )
 
 
-def new_request_id() -> str:
-    return str(uuid.uuid4())
+_ENCODE: Final = msgspec.json.Encoder().encode  # what Litestar's JSON encoding makes of a Prediction, byte for byte
+_REQUEST_ID_NAME: Final = REQUEST_ID_HEADER.lower().encode("latin-1")
+_JSON: Final = MediaType.JSON.value.encode("latin-1")
+
+
+class EncodedResponse(ASGIResponse):
+    """An `ASGIResponse` of a JSON body already encoded: the status, headers and body `ASGIResponse(body=...,
+    headers=..., media_type=JSON)` sends, built without its general header handling (each `setdefault` scans and
+    decodes the headers already set)."""
+
+    __slots__ = ()
+
+    def __init__(self, body: bytes, request_id: str, status_code: int) -> None:
+        self.background = None
+        self.body = body
+        self.content_length = len(body)
+        self._encoded_cookies = ()
+        self.encoding = "utf-8"
+        self.headers = MutableScopeHeaders()
+        self.headers.headers = [
+            (_REQUEST_ID_NAME, request_id.encode("latin-1")),
+            (b"content-type", _JSON),
+            (b"content-length", str(len(body)).encode("latin-1")),
+        ]
+        self.is_head_response = False
+        self.status_code = status_code
+
+
+class PredictionResponse(Response[Prediction]):
+    """`Response(prediction, headers={"X-Request-ID": request_id})`, turned into the same bytes on the wire: the
+    prediction encoded by msgspec as Litestar encodes it and the headers in the same order, without Litestar's
+    general path (header merging, serializer lookup). Anything else asked of it (cookies, other headers, a
+    background task, another media type) takes Litestar's own path."""
+
+    __slots__ = ()
+
+    def __init__(self, prediction: Prediction, request_id: str) -> None:
+        # What `Response.__init__(prediction, headers={REQUEST_ID_HEADER: request_id})` sets, without its checks of
+        # the arguments against `typing.Mapping` (slow isinstance checks, most of its cost).
+        self.content = prediction
+        self.background = None
+        self.cookies = []
+        self.encoding = "utf-8"
+        self.headers = {REQUEST_ID_HEADER: request_id}
+        self.media_type = None
+        self.status_code = None
+        self.response_type_encoders = {**(self.type_encoders or {})}
+
+    def to_asgi_response(
+        self,
+        app: Litestar | None,
+        request: Request,
+        *,
+        background: BackgroundTask | BackgroundTasks | None = None,
+        cookies: Iterable[Cookie] | None = None,
+        encoded_headers: Iterable[tuple[bytes, bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        is_head_response: bool = False,
+        media_type: MediaType | str | None = None,
+        status_code: int | None = None,
+        type_encoders: "TypeEncodersMap | None" = None,
+    ) -> ASGIResponse:
+        request_id = self.headers.get(REQUEST_ID_HEADER)
+        if (  # type encoders play no part: a Prediction holds only types msgspec encodes itself, never passed to them
+            isinstance(request_id, str)
+            and len(self.headers) == 1
+            and app is None
+            and background is None
+            and self.background is None
+            and not cookies
+            and not self.cookies
+            and encoded_headers is None
+            and not headers
+            and not is_head_response
+            and not self.media_type
+            and (not media_type or media_type == MediaType.JSON)
+        ):
+            return EncodedResponse(_ENCODE(self.content), request_id, self.status_code or status_code or HTTP_200_OK)
+        return super().to_asgi_response(
+            app,
+            request,
+            background=background,
+            cookies=cookies,
+            encoded_headers=encoded_headers,
+            headers=headers,
+            is_head_response=is_head_response,
+            media_type=media_type,
+            status_code=status_code,
+            type_encoders=type_encoders,
+        )
 
 
 @post(
@@ -84,9 +178,8 @@ def new_request_id() -> str:
     responses=ERRORS,
 )
 async def predict(request: Request, data: Annotated[Encounter, ENCOUNTER_BODY]) -> Response[Prediction]:
-    request_id = new_request_id()
-    prediction = await score_one(runtime_of(request), data, request_id)
-    return Response(prediction, headers={REQUEST_ID_HEADER: request_id})
+    prediction = await score_one(runtime_of(request), data)
+    return PredictionResponse(prediction, prediction.request_id)
 
 
 @post(

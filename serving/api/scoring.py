@@ -15,16 +15,17 @@ import datetime as dt
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, cast
 
 import msgspec
 from litestar.exceptions import ServiceUnavailableException
 
+from serving.api.request_id import new_request_ids
 from serving.api.runtime import Runtime, ServingModel
 from serving.contract import Encounter, PublishedCase
-from serving.decision import Decisions, decide
-from serving.encoding import EncodedBatch, Encoder, EncodingReport
+from serving.decision import decide
+from serving.encoding import EncodedBatch, Encoder
 from serving.microbatch import MicroBatcher
 from serving.prediction_log import PredictionRecord
 from serving.schemas import HpoReport, Prediction
@@ -39,45 +40,6 @@ def review_reason(orphan_probability: float, review: float, orphan: float) -> st
     return (
         f"orphan probability {orphan_probability:.4g} is in the review band [{review:.4g}, {orphan:.4g}): "
         "below the orphan threshold, too high to clear without a clinician's review"
-    )
-
-
-def _prediction(
-    decisions: Decisions,
-    row: int,
-    *,
-    probabilities: dict[str, float],
-    report: EncodingReport,
-    serving: ServingModel,
-    version: str,
-    request_id: str,
-    patient_id_dropped: bool,
-    weighed: list[WeighedInput] | msgspec.UnsetType,
-) -> Prediction:
-    policy = serving.policy
-    p_orphan = float(decisions.orphan_probability[row])
-    review = bool(decisions.needs_review[row])
-    dropped = list(report.dropped_fields)
-    if patient_id_dropped:
-        dropped.append(PATIENT_ID)
-    return Prediction(
-        predicted_class=decisions.labels[row],
-        outcome=decisions.outcomes[row],
-        probabilities=probabilities,
-        orphan_probability=p_orphan,
-        orphan_flag=bool(decisions.orphan_flag[row]),
-        orphan_threshold=policy.orphan_threshold,
-        needs_review=review,
-        review_threshold=policy.review_threshold,
-        needs_review_reason=review_reason(p_orphan, policy.review_threshold, policy.orphan_threshold)
-        if review
-        else None,
-        model_version=version,
-        request_id=request_id,
-        hpo=HpoReport(used=list(report.hpo_used), unknown=list(report.hpo_unknown), outside=list(report.hpo_outside)),
-        unseen_categories=list(report.unseen_categories),
-        dropped_fields=dropped,
-        weighed_most=weighed,
     )
 
 
@@ -118,40 +80,59 @@ def _score(
     )
     latency_ms = (time.perf_counter() - start) * 1000.0
     pseudonymize = runtime.pseudonymizer
-    patient_ids = _patient_ids(encounters)
-    patient_keys = [None if i is None or pseudonymize is None else pseudonymize(i) for i in patient_ids]
-    labels = serving.policy.class_labels
-    rows = [dict(zip(labels, values, strict=True)) for values in proba.astype(float).tolist()]
-    predictions = [
-        _prediction(
-            decisions,
-            i,
-            probabilities=rows[i],
-            report=batch.reports[i],
-            serving=serving,
-            version=model.version,
-            request_id=request_ids[i],
-            patient_id_dropped=pseudonymize is None and patient_ids[i] is not None,
-            weighed=weighed[i],
-        )
-        for i in range(len(encounters))
-    ]
+    policy = serving.policy
+    labels, version = policy.class_labels, model.version
+    orphan_threshold, review_threshold = policy.orphan_threshold, policy.review_threshold
+    # One pass over the rows, with Python values taken from the arrays once.
+    rows = proba.astype(float).tolist()
+    orphan_probabilities = decisions.orphan_probability.tolist()
+    orphan_flags = decisions.orphan_flag.tolist()
+    reviews = decisions.needs_review.tolist()
     now = dt.datetime.now(dt.UTC)
-    records = [
-        PredictionRecord(
-            timestamp=now,
-            request_id=prediction.request_id,
-            model_version=model.version,
-            inputs=_logged_inputs(encounter),
-            probabilities=prediction.probabilities,
-            predicted_class=prediction.predicted_class,
-            orphan_flag=prediction.orphan_flag,
-            needs_review=prediction.needs_review,
-            latency_ms=latency_ms,
-            patient_key=key,
+    predictions: list[Prediction] = []
+    records: list[PredictionRecord] = []
+    for i, encounter in enumerate(encounters):
+        report = batch.reports[i]
+        probabilities = dict(zip(labels, rows[i], strict=True))
+        p_orphan, review = orphan_probabilities[i], reviews[i]
+        patient_id = getattr(encounter, PATIENT_ID, None)
+        dropped = list(report.dropped_fields)
+        if pseudonymize is None and patient_id is not None:
+            dropped.append(PATIENT_ID)
+        prediction = Prediction(
+            predicted_class=decisions.labels[i],
+            outcome=decisions.outcomes[i],
+            probabilities=probabilities,
+            orphan_probability=p_orphan,
+            orphan_flag=orphan_flags[i],
+            orphan_threshold=orphan_threshold,
+            needs_review=review,
+            review_threshold=review_threshold,
+            needs_review_reason=review_reason(p_orphan, review_threshold, orphan_threshold) if review else None,
+            model_version=version,
+            request_id=request_ids[i],
+            hpo=HpoReport(
+                used=list(report.hpo_used), unknown=list(report.hpo_unknown), outside=list(report.hpo_outside)
+            ),
+            unseen_categories=list(report.unseen_categories),
+            dropped_fields=dropped,
+            weighed_most=weighed[i],
         )
-        for encounter, prediction, key in zip(encounters, predictions, patient_keys, strict=True)
-    ]
+        predictions.append(prediction)
+        records.append(
+            PredictionRecord(
+                timestamp=now,
+                request_id=prediction.request_id,
+                model_version=version,
+                inputs=_logged_inputs(encounter, patient_id),
+                probabilities=probabilities,
+                predicted_class=prediction.predicted_class,
+                orphan_flag=prediction.orphan_flag,
+                needs_review=review,
+                latency_ms=latency_ms,
+                patient_key=None if patient_id is None or pseudonymize is None else pseudonymize(patient_id),
+            )
+        )
     try:
         runtime.prediction_log.write_many(records)
     except OSError as exc:
@@ -162,58 +143,59 @@ def _score(
         raise ServiceUnavailableException(
             detail="the prediction log cannot be written: no prediction is returned without its log line"
         ) from exc
-    runtime.metrics.observe_predictions(
-        list(decisions.labels), int(decisions.orphan_flag.sum()), int(decisions.needs_review.sum())
-    )
+    runtime.metrics.observe_predictions(decisions.labels, sum(orphan_flags), sum(reviews))
     return predictions
 
 
-def _patient_ids(encounters: Sequence[Encounter] | Sequence[PublishedCase]) -> list[str | None]:
-    return [getattr(encounter, PATIENT_ID, None) for encounter in encounters]
+def _logged_inputs(encounter: msgspec.Struct, patient_id: str | None) -> dict[str, Any]:
+    """The validated request as logged: every field but the patient id (only its pseudonym is logged).
 
+    The request's Struct itself, its patient id cleared: msgspec writes it as the JSON object `to_builtins` would
+    make of it (its fields in order, those at their default left out, as `omit_defaults` asks), without building
+    that dict; the record it goes in is only ever encoded."""
+    if patient_id is not None:
+        encounter = msgspec.structs.replace(encounter, patient_id=None)
+    return cast("dict[str, Any]", encounter)
 
-def _logged_inputs(encounter: msgspec.Struct) -> dict[str, Any]:
-    """The validated request as logged: every field but the patient id (only its pseudonym is logged)."""
-    inputs: dict[str, Any] = msgspec.to_builtins(encounter)
-    inputs.pop(PATIENT_ID, None)
-    return inputs
-
-
-Single = tuple[Encounter, str]  # one encounter of POST /v1/predict and its request id
 
 # One batcher per app (its Runtime), made on the first single prediction and gone with the app.
-_BATCHERS: "weakref.WeakKeyDictionary[Runtime, MicroBatcher[Single, Prediction]]" = weakref.WeakKeyDictionary()
+_BATCHERS: "weakref.WeakKeyDictionary[Runtime, MicroBatcher[Encounter, Prediction]]" = weakref.WeakKeyDictionary()
 
 
-def score_singles(runtime: Runtime, singles: Sequence[Single]) -> list[Prediction]:
-    """`score` of several single requests at once (one model call, one model snapshot)."""
-    return score(
-        runtime, [encounter for encounter, _ in singles], [request_id for _, request_id in singles], weigh=True
-    )
+def score_singles(runtime: Runtime, encounters: Sequence[Encounter]) -> list[Prediction]:
+    """`score` of several single requests at once (one model call, one model snapshot), each given a new request
+    id."""
+    return score(runtime, encounters, new_request_ids(len(encounters)), weigh=True)
 
 
-def batcher_of(runtime: Runtime) -> MicroBatcher[Single, Prediction]:
+def batcher_of(runtime: Runtime) -> MicroBatcher[Encounter, Prediction]:
     """The micro-batcher of `runtime`'s app."""
     batcher = _BATCHERS.get(runtime)
     if batcher is None:
         settings = runtime.settings
         app_runtime = weakref.ref(runtime)  # the batcher must not keep its own key alive
 
-        def run(singles: Sequence[Single]) -> list[Prediction]:
+        def run(encounters: Sequence[Encounter]) -> list[Prediction]:
             live = app_runtime()
             if live is None:
                 raise ServiceUnavailableException(detail="the app of this request has stopped")
-            return score_singles(live, singles)
+            return score_singles(live, encounters)
 
         batcher = MicroBatcher(run, max_batch=settings.microbatch_max, max_wait_s=settings.microbatch_wait_ms / 1000.0)
         _BATCHERS[runtime] = batcher
     return batcher
 
 
-async def score_one(runtime: Runtime, encounter: Encounter, request_id: str) -> Prediction:
-    """The prediction of one encounter, scored with the concurrent ones (alone when micro-batching is off)."""
+def score_one(runtime: Runtime, encounter: Encounter) -> Awaitable[Prediction]:
+    """The prediction of one encounter (its request id a new one), scored with the concurrent ones (alone when
+    micro-batching is off); to be awaited on the app's event loop (micro-batched: the future of its batch's result,
+    awaited directly)."""
     settings = runtime.settings
     if settings.microbatch_wait_ms <= 0 or settings.microbatch_max <= 1:
-        [prediction] = score(runtime, [encounter], [request_id], weigh=True)
-        return prediction
-    return await batcher_of(runtime).submit((encounter, request_id))
+        return _score_alone(runtime, encounter)
+    return batcher_of(runtime).enqueue(encounter)
+
+
+async def _score_alone(runtime: Runtime, encounter: Encounter) -> Prediction:
+    [prediction] = score_singles(runtime, [encounter])
+    return prediction

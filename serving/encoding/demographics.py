@@ -9,6 +9,7 @@ Mirrors of the platform's governance and phenopacket code (serving imports none 
   (`reference.loaders.parse_iso8601_age`: months are twelfths of a year, weeks and days over 365.25 days).
 """
 
+import functools
 import math
 import re
 import unicodedata
@@ -38,12 +39,17 @@ def fold(text: str) -> str:
 _REGION_OF_FOLDED: Final = {fold(region): region for region in REGIONS}
 
 
+_SEEN_TEXTS: Final = 4096  # distinct centre ids and regions remembered (a service sees few; more only evicts)
+
+
+@functools.lru_cache(maxsize=_SEEN_TEXTS)
 def published_centre(value: str) -> str:
     """A centre registry code as it is (stripped), anything else `OTHER_CATEGORY`."""
     text = value.strip()
     return text if _CENTRE_ID.fullmatch(text) else OTHER_CATEGORY
 
 
+@functools.lru_cache(maxsize=_SEEN_TEXTS)
 def published_region(value: str) -> str:
     """The vocabulary spelling of a region, anything else `OTHER_CATEGORY`."""
     return _REGION_OF_FOLDED.get(fold(value), OTHER_CATEGORY)
@@ -53,14 +59,15 @@ def top_coded_age(age_years: float | None) -> float:
     """Completed years, top-coded at 90; NaN when unknown."""
     if age_years is None or math.isnan(age_years):
         return math.nan
-    return float(math.floor(min(age_years, AGE_TOP_CODE)))
+    return float(math.floor(age_years if age_years < AGE_TOP_CODE else AGE_TOP_CODE))
 
 
 def age_band(age: float) -> str | None:
     """Ten-year band of a top-coded age ("0-9" ... "90+"); None when unknown."""
     if math.isnan(age):
         return None
-    return AGE_BANDS[min(int(age) // 10, len(AGE_BANDS) - 1)]
+    band = int(age) // 10
+    return AGE_BANDS[band if band < len(AGE_BANDS) else len(AGE_BANDS) - 1]
 
 
 def case_sex(value: str | None) -> str:

@@ -1,8 +1,9 @@
 """Encounters and published cases -> the model's float32 input matrix, as the platform's features encode them.
 
 Built once per model load from the manifest (`input_schema`) and the phenotype encoding; every lookup table is
-made then. Encoding a batch is one pass over its requests in Python (dictionary lookups) and a fixed number of
-numpy operations over the whole batch, whatever its size.
+made then. Encoding a batch is one pass over its requests in Python (dictionary lookups; a request's vocabulary
+and organ-system flags are the OR of its HPO ids' bit masks, `PhenotypeTables`) and a fixed number of numpy
+operations over the whole batch, whatever its size.
 
 What the platform does, and so what the encoder does (`rare_triage/lib/features/sql/`, governance):
 - categoricals: published form (`demographics`), then the manifest's code; missing -> `missing_code`; a value
@@ -21,9 +22,11 @@ encounter fields missing (comorbidity count 0, prior visits NaN), and an observe
 counts as a present term of information content 0 (no governance step runs on them).
 """
 
+import functools
 import math
+import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -69,8 +72,7 @@ PHENOTYPE_NUMERIC_COLUMNS: Final = (
 VOCABULARY_PREFIX: Final = "hpo_"
 SYSTEM_PREFIX: Final = "sys_"
 EXTERNAL_CENTRE_ID: Final = "external"  # the centre of a published case (the platform's features build)
-_FEVER: Final = REQUEST_NUMERIC_COLUMNS.index("fever_score")
-_DURATION: Final = REQUEST_NUMERIC_COLUMNS.index("symptom_duration_days")
+_N_LEADING: Final = len(CATEGORICAL_COLUMNS) + len(REQUEST_NUMERIC_COLUMNS) + len(PHENOTYPE_NUMERIC_COLUMNS)
 _NAN: Final = math.nan
 
 Published = tuple[str | None, str | None, str | None, str | None, str | None, str | None]
@@ -105,39 +107,11 @@ class EncodedBatch:
         return len(self.reports)
 
 
-class _Observed(msgspec.Struct):
-    """HPO bookkeeping of one request, filled while walking its lists."""
-
-    used: dict[str, None] = msgspec.field(default_factory=dict)
-    outside: dict[str, None] = msgspec.field(default_factory=dict)
-    unknown: dict[str, None] = msgspec.field(default_factory=dict)
-    any_known: bool = False
-    any_fever: bool = False
-
-
-@dataclass(eq=False)
-class _Batch:
-    """What one pass over the requests collects; `observed` / `excluded` hold table rows, request after request,
-    each request's rows ending at its `*_ends` entry."""
-
-    published: list[Published] = field(default_factory=list)
-    numbers: list[list[float]] = field(default_factory=list)
-    dropped: list[tuple[str, ...]] = field(default_factory=list)
-    notes: list[_Observed] = field(default_factory=list)
-    observed: list[int] = field(default_factory=list)
-    observed_ends: list[int] = field(default_factory=list)
-    excluded: list[int] = field(default_factory=list)
-    excluded_ends: list[int] = field(default_factory=list)
-
-    def end_request(
-        self, note: _Observed, published: Published, numbers: list[float], dropped: tuple[str, ...]
-    ) -> None:
-        self.observed_ends.append(len(self.observed))
-        self.excluded_ends.append(len(self.excluded))
-        self.notes.append(note)
-        self.published.append(published)
-        self.numbers.append(numbers)
-        self.dropped.append(dropped)
+# What one request's HPO lists give (`Encoder._phenotype`): the flags set present and marked absent (bits as in
+# `PhenotypeTables`), its PHENOTYPE_NUMERIC_COLUMNS, the report's used / outside / unknown ids, and whether an
+# observed id of the release, and a fever term, was among them.
+_Phenotype = tuple[int, int, tuple[float, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...], bool, bool]
+_NO_PHENOTYPE: Final[_Phenotype] = (0, 0, (0, 0, 0, 0.0, 0.0), (), (), (), False, False)
 
 
 class Encoder:
@@ -160,10 +134,9 @@ class Encoder:
                 f"{self.phenotype.hpo_release!r}"
             )
         self._tables = PhenotypeTables.build(self.phenotype)
-        n_fixed = len(CATEGORICAL_COLUMNS) + len(REQUEST_NUMERIC_COLUMNS) + len(PHENOTYPE_NUMERIC_COLUMNS)
-        self._vocabulary_start = n_fixed
-        self._systems_start = n_fixed + self._tables.n_vocabulary
-        self._width = self._systems_start + self._tables.n_systems
+        self._n_flags = self._tables.n_vocabulary + self._tables.n_systems  # after the leading columns
+        self._width = _N_LEADING + self._n_flags
+        self._flag_bytes = (self._n_flags + 7) // 8
         slots = self._slots()
         self._take = np.array([self._source_slot(column, slots) for column in self.schema.columns], dtype=np.intp)
         by_name = {column.name: column for column in self.schema.columns}
@@ -187,45 +160,93 @@ class Encoder:
 
     def encode(self, encounters: Sequence[Encounter]) -> EncodedBatch:
         """The input matrix of `encounters`, one row each, and what was made of each one's codes."""
-        batch = _Batch()
+        leading: list[float] = []
+        present: list[int] = []
+        absent: list[int] = []
+        reports: list[EncodingReport] = []
+        nan = _NAN
         for encounter in encounters:
-            note = _Observed()
-            self._walk_observed(encounter.hpo_observed, note, batch.observed, count_unknown=False)
-            self._walk_excluded(encounter.hpo_excluded, note, batch.excluded, count_unknown=False)
-            age = top_coded_age(encounter.age_years)
-            published = (
-                encounter.sex,
-                age_band(age),
-                None if encounter.centre_id is None else published_centre(encounter.centre_id),
-                encounter.centre_level,
-                None if encounter.region is None else published_region(encounter.region),
-                encounter.consultation_type,
+            flags_present, flags_absent, numbers, used, outside, unknown, any_known, any_fever = self._phenotype(
+                encounter.hpo_observed, encounter.hpo_excluded, False
             )
-            numbers = _request_numbers(encounter, age)
-            dropped: list[str] = []
-            if not note.any_fever and encounter.fever_score is not None:
-                numbers[_FEVER] = _NAN
+            age = top_coded_age(encounter.age_years)
+            centre, region = encounter.centre_id, encounter.region
+            unseen = self._codes(
+                leading,
+                (
+                    encounter.sex,
+                    age_band(age),
+                    None if centre is None else published_centre(centre),
+                    encounter.centre_level,
+                    None if region is None else published_region(region),
+                    encounter.consultation_type,
+                ),
+            )
+            fever, duration = encounter.fever_score, encounter.symptom_duration_days
+            dropped: tuple[str, ...] = ()
+            if fever is not None and not any_fever:
+                fever = None
                 if self._reads_fever:
-                    dropped.append("fever_score")
-            if not note.any_known and encounter.symptom_duration_days is not None:
-                numbers[_DURATION] = _NAN
+                    dropped = ("fever_score",)
+            if duration is not None and not any_known:
+                duration = None
                 if self._reads_duration:
-                    dropped.append("symptom_duration_days")
-            batch.end_request(note, published, numbers, tuple(dropped))
-        return self._assemble(batch)
+                    dropped = (*dropped, "symptom_duration_days")
+            temperature, heart_rate, respiratory_rate, spo2 = (
+                encounter.temperature_c,
+                encounter.heart_rate,
+                encounter.respiratory_rate,
+                encounter.spo2,
+            )
+            systolic, diastolic, pain = encounter.systolic_bp, encounter.diastolic_bp, encounter.pain_score
+            leading += (  # REQUEST_NUMERIC_COLUMNS: NaN when missing, the counts 0
+                age,
+                nan if temperature is None else temperature,
+                nan if heart_rate is None else heart_rate,
+                nan if respiratory_rate is None else respiratory_rate,
+                nan if spo2 is None else spo2,
+                nan if systolic is None else systolic,
+                nan if diastolic is None else diastolic,
+                nan if fever is None else fever,
+                nan if pain is None else pain,
+                nan if duration is None else duration,
+                encounter.comorbidity_count or 0,
+                encounter.prior_visits_365d or 0,
+            )
+            leading += numbers
+            present.append(flags_present)
+            absent.append(flags_absent)
+            reports.append(
+                EncodingReport(
+                    hpo_used=used,
+                    hpo_outside=outside,
+                    hpo_unknown=unknown,
+                    unseen_categories=unseen,
+                    dropped_fields=dropped,
+                )
+            )
+        return self._assemble(leading, present, absent, reports)
 
     def encode_phenopacket(self, cases: Sequence[PublishedCase]) -> EncodedBatch:
         """The input matrix of published case reports, as the platform's `external_features` encodes them."""
-        batch = _Batch()
+        leading: list[float] = []
+        present: list[int] = []
+        absent: list[int] = []
+        reports: list[EncodingReport] = []
         for case in cases:
-            note = _Observed()
-            self._walk_observed(case.hpo_observed, note, batch.observed, count_unknown=True)
-            self._walk_excluded(case.hpo_excluded, note, batch.excluded, count_unknown=True)
+            flags_present, flags_absent, numbers, used, outside, unknown, _, _ = self._phenotype(
+                case.hpo_observed, case.hpo_excluded, True
+            )
             age = top_coded_age(iso8601_age_years(case.age))
-            published = (case_sex(case.sex), age_band(age), EXTERNAL_CENTRE_ID, None, None, None)
-            numbers = [age, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0.0, _NAN]
-            batch.end_request(note, published, numbers, ())
-        return self._assemble(batch)
+            unseen = self._codes(leading, (case_sex(case.sex), age_band(age), EXTERNAL_CENTRE_ID, None, None, None))
+            leading += (age, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0.0, _NAN)
+            leading += numbers
+            present.append(flags_present)
+            absent.append(flags_absent)
+            reports.append(
+                EncodingReport(hpo_used=used, hpo_outside=outside, hpo_unknown=unknown, unseen_categories=unseen)
+            )
+        return self._assemble(leading, present, absent, reports)
 
     # ---- construction ----
 
@@ -250,154 +271,117 @@ class Encoder:
 
     # ---- one request ----
 
-    def _walk_observed(self, hpo_ids: list[str], note: _Observed, rows: list[int], *, count_unknown: bool) -> None:
-        terms = self._tables.terms
-        seen: set[str] = set()
-        for hpo_id in hpo_ids:
-            if hpo_id in seen:
-                continue
-            seen.add(hpo_id)
+    def _phenotype(self, observed: list[str], excluded: list[str], count_unknown: bool) -> _Phenotype:
+        """Walk a request's HPO lists (each id once, in order): an observed id of the release sets its flags and
+        counts (term, information content, specific); an excluded one marks absent what it describes. An id
+        outside the release is reported unknown and ignored, unless `count_unknown` (published cases): then an
+        observed one counts as a term of information content 0 and an excluded one still marks what it names."""
+        if not observed and not excluded:
+            return _NO_PHENOTYPE
+        terms, excluded_masks = self._tables.terms, self._tables.excluded_masks
+        used: dict[str, None] = {}
+        outside: dict[str, None] = {}
+        unknown: dict[str, None] = {}
+        present = absent = n_present = n_specific = ic_max = ic_sum = 0
+        any_known = any_fever = False
+        for hpo_id in dict.fromkeys(observed):
             info = terms.get(hpo_id)
             if info is None:
-                note.unknown[hpo_id] = None
-                if count_unknown:
-                    rows.append(self._tables.unknown_row)
+                unknown[hpo_id] = None
+                if count_unknown:  # a term of information content 0 that sets nothing
+                    n_present += 1
                 continue
-            rows.append(info.row)
-            note.any_known = True
-            note.any_fever = note.any_fever or info.is_fever
-            (note.used if info.sets_flag else note.outside)[hpo_id] = None
-
-    def _walk_excluded(self, hpo_ids: list[str], note: _Observed, rows: list[int], *, count_unknown: bool) -> None:
-        terms, excluded_rows = self._tables.terms, self._tables.excluded_rows
-        seen: set[str] = set()
-        for hpo_id in hpo_ids:
-            if hpo_id in seen:
-                continue
-            seen.add(hpo_id)
+            n_present += 1
+            present |= info.mask
+            ic = info.ic
+            ic_sum += ic
+            # information content is never negative: 0 is the maximum of no term (max() is slower here)
+            if ic > ic_max:  # noqa: PLR1730
+                ic_max = ic
+            if info.specific:
+                n_specific += 1
+            any_known = True
+            if info.is_fever:
+                any_fever = True
+            (used if info.sets_flag else outside)[hpo_id] = None
+        for hpo_id in dict.fromkeys(excluded):
             known = hpo_id in terms
             if not known:
-                note.unknown[hpo_id] = None
+                unknown[hpo_id] = None
                 if not count_unknown:  # governance quarantines the row: it marks nothing
                     continue
-            row = excluded_rows.get(hpo_id)
-            if row is not None:
-                rows.append(row)
-                note.used[hpo_id] = None
+            marks = excluded_masks.get(hpo_id)
+            if marks is not None:
+                absent |= marks
+                used[hpo_id] = None
             elif known:
-                note.outside[hpo_id] = None
-
-    # ---- the batch ----
-
-    def _assemble(self, batch: _Batch) -> EncodedBatch:
-        n = len(batch.published)
-        tables = self._tables
-        full = np.full((n, self._width), np.nan, dtype=np.float32)
-        codes, unseen = self._codes(batch.published)
-        full[:, : len(CATEGORICAL_COLUMNS)] = codes
-        start = len(CATEGORICAL_COLUMNS)
-        if n:
-            full[:, start : start + len(REQUEST_NUMERIC_COLUMNS)] = np.array(batch.numbers, dtype=np.float64)
-        start += len(REQUEST_NUMERIC_COLUMNS)
-
-        rows = np.asarray(batch.observed, dtype=np.intp)
-        offsets = np.asarray([0, *batch.observed_ends], dtype=np.intp)
-        n_present = np.diff(offsets)
-        vocabulary_present = _any_per_group(tables.vocabulary_present, rows, offsets)
-        systems_present = _any_per_group(tables.systems_present, rows, offsets)
-        ic_sum = _reduce_per_group(np.add, tables.ic_millionths, rows, offsets)
-        ic_max = _reduce_per_group(np.maximum, tables.ic_millionths, rows, offsets)
-        n_specific = _reduce_per_group(np.add, tables.specific.astype(np.int64), rows, offsets)
-        absent_rows = np.asarray(batch.excluded, dtype=np.intp)
-        absent_offsets = np.asarray([0, *batch.excluded_ends], dtype=np.intp)
-        vocabulary_absent = _any_per_group(tables.vocabulary_absent, absent_rows, absent_offsets)
-        systems_absent = _any_per_group(tables.systems_absent, absent_rows, absent_offsets)
-
-        full[:, start] = systems_present.sum(axis=1)
-        full[:, start + 1] = n_present
-        full[:, start + 2] = n_specific
-        full[:, start + 3] = ic_max / IC_SCALE  # exact millionths -> the double nearest, as DECIMAL -> DOUBLE
-        full[:, start + 4] = ic_sum / IC_SCALE
-        full[:, self._vocabulary_start : self._systems_start] = _flags(vocabulary_present, vocabulary_absent)
-        full[:, self._systems_start :] = _flags(systems_present, systems_absent)
-
-        reports = tuple(
-            EncodingReport(
-                hpo_used=tuple(note.used),
-                hpo_outside=tuple(h for h in note.outside if h not in note.used),
-                hpo_unknown=tuple(note.unknown),
-                unseen_categories=columns,
-                dropped_fields=gone,
-            )
-            for note, columns, gone in zip(batch.notes, unseen, batch.dropped, strict=True)
+                outside[hpo_id] = None
+        numbers = (
+            (present >> self._tables.n_vocabulary).bit_count(),  # organ systems present
+            n_present,
+            n_specific,
+            ic_max / IC_SCALE,  # exact millionths -> the double nearest, as DECIMAL -> DOUBLE
+            ic_sum / IC_SCALE,
         )
-        return EncodedBatch(np.ascontiguousarray(full[:, self._take]), reports)
+        return (
+            present,
+            absent,
+            numbers,
+            tuple(used),
+            tuple(h for h in outside if h not in used) if outside else (),
+            tuple(unknown),
+            any_known,
+            any_fever,
+        )
 
-    def _codes(self, published: list[Published]) -> tuple[npt.NDArray[np.float64], list[tuple[str, ...]]]:
-        """Category codes [n, 6] (NaN where the model reads no such column) and the unseen columns of each row."""
+    def _codes(self, leading: list[float], published: Published) -> tuple[str, ...]:
+        """Append the category codes of a request's published values (NaN where the model reads no such column);
+        the columns whose value the model never saw."""
         unknown_code = self.schema.unknown_code
-        codes = np.full((len(published), len(CATEGORICAL_COLUMNS)), np.nan, dtype=np.float64)
-        unseen: list[tuple[str, ...]] = []
-        for i, values in enumerate(published):
-            names: list[str] = []
-            for j, (column, value) in enumerate(zip(self._categorical, values, strict=True)):
-                if column is None:
-                    continue
-                if value is None:
-                    codes[i, j] = column.missing_code
-                    continue
+        unseen: tuple[str, ...] = ()
+        for column, value in zip(self._categorical, published, strict=True):
+            if column is None:
+                leading.append(_NAN)
+            elif value is None:
+                leading.append(column.missing_code)
+            else:
                 code = column.codes.get(value)
                 if code is None:
                     code = unknown_code
-                    names.append(column.name)
-                codes[i, j] = code
-            unseen.append(tuple(names))
-        return codes, unseen
+                    unseen = (*unseen, column.name)
+                leading.append(code)
+        return unseen
+
+    # ---- the batch ----
+
+    def _assemble(
+        self, leading: list[float], present: list[int], absent: list[int], reports: list[EncodingReport]
+    ) -> EncodedBatch:
+        """The matrix of the requests' leading values (`_N_LEADING` each, in slot order) and flags."""
+        n = len(reports)
+        full = np.empty((n, self._width), dtype=np.float32)
+        full[:, :_N_LEADING] = np.frombuffer(_doubles(len(leading)).pack(*leading), dtype=np.float64).reshape(
+            n, _N_LEADING
+        )
+        if self._n_flags:
+            state = self._bits(present)  # per flag: 2 present, else 1 absent, else 0
+            state <<= 1
+            state |= self._bits(absent)
+            full[:, _N_LEADING:] = _FLAG_VALUES[state]
+        return EncodedBatch(np.ascontiguousarray(full[:, self._take]), tuple(reports))
+
+    def _bits(self, masks: list[int]) -> npt.NDArray[np.uint8]:
+        """[requests, flags]: each request's mask as 0 / 1 per flag."""
+        size = self._flag_bytes
+        packed = np.frombuffer(b"".join(mask.to_bytes(size, "little") for mask in masks), dtype=np.uint8)
+        return np.unpackbits(packed.reshape(len(masks), size), axis=1, count=self._n_flags, bitorder="little")
 
 
-def _request_numbers(encounter: Encounter, age: float) -> list[float]:
-    """The REQUEST_NUMERIC_COLUMNS of an encounter: NaN when missing, counts 0 when missing."""
-    values = (
-        encounter.temperature_c,
-        encounter.heart_rate,
-        encounter.respiratory_rate,
-        encounter.spo2,
-        encounter.systolic_bp,
-        encounter.diastolic_bp,
-        encounter.fever_score,
-        encounter.pain_score,
-        encounter.symptom_duration_days,
-    )
-    return [
-        age,
-        *(_NAN if value is None else float(value) for value in values),
-        float(encounter.comorbidity_count or 0),
-        float(encounter.prior_visits_365d or 0),
-    ]
+# A flag's value by its state (present << 1 | absent): 1 present (whatever else), else 0 absent, else NaN.
+_FLAG_VALUES: Final = np.array([_NAN, 0.0, 1.0, 1.0], dtype=np.float32)
 
 
-def _any_per_group(
-    table: npt.NDArray[np.bool_], rows: npt.NDArray[np.intp], offsets: npt.NDArray[np.intp]
-) -> npt.NDArray[np.bool_]:
-    """[groups, columns]: for each group (rows[offsets[g]:offsets[g + 1]]), whether any of its table rows is set."""
-    out = np.zeros((len(offsets) - 1, table.shape[1]), dtype=np.bool_)
-    filled = np.diff(offsets) > 0
-    if filled.any():
-        out[filled] = np.logical_or.reduceat(table[rows], offsets[:-1][filled], axis=0)
-    return out
-
-
-def _reduce_per_group(
-    ufunc: np.ufunc, values: npt.NDArray[np.int64], rows: npt.NDArray[np.intp], offsets: npt.NDArray[np.intp]
-) -> npt.NDArray[np.int64]:
-    """[groups]: `ufunc` reduced over each group's values, 0 for an empty group."""
-    out = np.zeros(len(offsets) - 1, dtype=np.int64)
-    filled = np.diff(offsets) > 0
-    if filled.any():
-        out[filled] = ufunc.reduceat(values[rows], offsets[:-1][filled])
-    return out
-
-
-def _flags(present: npt.NDArray[np.bool_], absent: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """1 present, else 0 absent, else NaN (present wins)."""
-    return np.where(present, 1.0, np.where(absent, 0.0, np.nan))
+@functools.lru_cache(maxsize=64)
+def _doubles(count: int) -> struct.Struct:
+    """Packs `count` numbers as native doubles (what `np.frombuffer(..., float64)` reads back)."""
+    return struct.Struct(f"={count}d")

@@ -13,7 +13,7 @@ from format 2 on. Its tables reproduce the feature SQL (`rare_triage/lib/feature
   term having one of them as ancestor.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -110,39 +110,30 @@ class PhenotypeEncoding:
 class TermInfo(msgspec.Struct, frozen=True, array_like=True):
     """What the encoder needs of one known HPO id, found with one dict lookup."""
 
-    row: int  # row of the PhenotypeTables arrays
-    sets_flag: bool  # rolls up to a vocabulary term or an organ system
+    mask: int  # the flags it sets: bit i vocabulary term i, bit n_vocabulary + j organ system j
+    ic: int  # information content, in millionths
+    specific: bool  # information content >= specific_term_ic
+    sets_flag: bool  # rolls up to a vocabulary term or an organ system (mask != 0)
     is_fever: bool
 
 
 @dataclass(frozen=True, eq=False)
 class PhenotypeTables:
-    """Arrays built once per model load. Rows of the observed-term arrays are the `terms` in order, plus a last
-    row of zeros (`unknown_row`) for an id outside the release; rows of the excluded-term arrays are the ids whose
-    exclusion marks some vocabulary term or organ system absent."""
+    """Lookup tables built once per model load. A request's flags are the OR of its ids' masks (Python ints, one
+    bit per vocabulary term then per organ system): `terms` gives each known id's mask of what it sets present,
+    `excluded_masks` each id whose exclusion marks some vocabulary term or organ system absent, what it marks."""
 
     n_vocabulary: int
     n_systems: int
     terms: Mapping[str, TermInfo] = field(repr=False)
-    unknown_row: int
-    vocabulary_present: npt.NDArray[np.bool_] = field(repr=False)  # [terms + 1, vocabulary]
-    systems_present: npt.NDArray[np.bool_] = field(repr=False)  # [terms + 1, systems]
-    ic_millionths: npt.NDArray[np.int64] = field(repr=False)  # [terms + 1]
-    specific: npt.NDArray[np.bool_] = field(repr=False)  # [terms + 1]: information content >= specific_term_ic
-    excluded_rows: Mapping[str, int] = field(repr=False)
-    vocabulary_absent: npt.NDArray[np.bool_] = field(repr=False)  # [excluded ids, vocabulary]
-    systems_absent: npt.NDArray[np.bool_] = field(repr=False)  # [excluded ids, systems]
+    excluded_masks: Mapping[str, int] = field(repr=False)
 
     @classmethod
     def build(cls, encoding: PhenotypeEncoding) -> "PhenotypeTables":
         n_terms, n_vocab, n_systems = len(encoding.terms), len(encoding.vocabulary_ids), len(encoding.system_ids)
-        vocabulary_present = np.zeros((n_terms + 1, n_vocab), dtype=np.bool_)
-        systems_present = np.zeros((n_terms + 1, n_systems), dtype=np.bool_)
-        ic = np.zeros(n_terms + 1, dtype=np.int64)
-        for row, (ic_millionths, vocab, systems) in enumerate(encoding.terms.values()):
-            ic[row] = ic_millionths
+        vocabulary_present = np.zeros((n_terms, n_vocab), dtype=np.bool_)
+        for row, (_, vocab, _) in enumerate(encoding.terms.values()):
             vocabulary_present[row, list(vocab)] = True
-            systems_present[row, list(systems)] = True
 
         def rolls_under(roots: frozenset[str]) -> npt.NDArray[np.bool_]:
             """Terms that are a root or roll up to a vocabulary term having a root as ancestor (the score SQL)."""
@@ -154,11 +145,12 @@ class PhenotypeTables:
             under[[row for row, hpo_id in enumerate(encoding.terms) if hpo_id in roots]] = True
             return under
 
-        is_fever = rolls_under(encoding.fever_terms)
-        flagging: npt.NDArray[np.bool_] = np.asarray(vocabulary_present.any(axis=1) | systems_present.any(axis=1))
-        sets_flag = [bool(v) for v in flagging]
-        fever = [bool(v) for v in is_fever]
-        terms = {hpo_id: TermInfo(row, sets_flag[row], fever[row]) for row, hpo_id in enumerate(encoding.terms)}
+        fever = [bool(v) for v in rolls_under(encoding.fever_terms)]
+        specific_ic = round(encoding.specific_term_ic * IC_SCALE)
+        terms = {}
+        for row, (hpo_id, (ic_millionths, vocab, systems)) in enumerate(encoding.terms.items()):
+            mask = _mask(vocab, systems, n_vocab)
+            terms[hpo_id] = TermInfo(mask, ic_millionths, ic_millionths >= specific_ic, mask != 0, fever[row])
 
         vocab_marks: dict[str, list[int]] = {}
         for index, vocab_id in enumerate(encoding.vocabulary_ids):
@@ -167,25 +159,18 @@ class PhenotypeTables:
         system_marks: dict[str, list[int]] = {s: [i] for i, s in enumerate(encoding.system_ids)}
         if n_systems:
             system_marks[encoding.phenotypic_abnormality] = list(range(n_systems))
-        excluded_rows = {hpo_id: row for row, hpo_id in enumerate(dict.fromkeys([*vocab_marks, *system_marks]))}
-        vocabulary_absent = np.zeros((len(excluded_rows), n_vocab), dtype=np.bool_)
-        systems_absent = np.zeros((len(excluded_rows), n_systems), dtype=np.bool_)
-        for hpo_id, row in excluded_rows.items():
-            vocabulary_absent[row, vocab_marks.get(hpo_id, [])] = True
-            systems_absent[row, system_marks.get(hpo_id, [])] = True
+        excluded_masks = {
+            hpo_id: _mask(vocab_marks.get(hpo_id, ()), system_marks.get(hpo_id, ()), n_vocab)
+            for hpo_id in dict.fromkeys([*vocab_marks, *system_marks])
+        }
+        return cls(n_vocabulary=n_vocab, n_systems=n_systems, terms=terms, excluded_masks=excluded_masks)
 
-        specific = ic >= round(encoding.specific_term_ic * IC_SCALE)
-        specific[n_terms] = False  # an id outside the release has no information content (NULL in the SQL)
-        return cls(
-            n_vocabulary=n_vocab,
-            n_systems=n_systems,
-            terms=terms,
-            unknown_row=n_terms,
-            vocabulary_present=vocabulary_present,
-            systems_present=systems_present,
-            ic_millionths=ic,
-            specific=specific,
-            excluded_rows=excluded_rows,
-            vocabulary_absent=vocabulary_absent,
-            systems_absent=systems_absent,
-        )
+
+def _mask(vocabulary: Iterable[int], systems: Iterable[int], n_vocabulary: int) -> int:
+    """The bits of vocabulary terms and organ systems (by index) in one int."""
+    mask = 0
+    for index in vocabulary:
+        mask |= 1 << index
+    for index in systems:
+        mask |= 1 << (n_vocabulary + index)
+    return mask

@@ -169,16 +169,16 @@ def test_a_failed_call_fails_each_request_of_its_batch_and_the_next_batch_is_ser
     tmp_path: Path, bucket: Path, calls: list[tuple[str, int]], window_only: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app = create_app(settings(tmp_path / "home", bucket, SERVING_MICROBATCH_WAIT_MS=str(WINDOW_MS)))
-    original = PredictionLog.write_line
+    original = PredictionLog._append  # each line's os.write
 
     def disk_full(self: PredictionLog, line: bytes) -> None:
         raise OSError(28, "No space left on device")
 
     async def main() -> tuple[list[httpx.Response], list[httpx.Response]]:
         async with in_process(app) as client:
-            monkeypatch.setattr(PredictionLog, "write_line", disk_full)
+            monkeypatch.setattr(PredictionLog, "_append", disk_full)
             failed = await post_all(client, ENCOUNTERS)
-            monkeypatch.setattr(PredictionLog, "write_line", original)
+            monkeypatch.setattr(PredictionLog, "_append", original)
             served = await post_all(client, ENCOUNTERS)
         return failed, served
 
