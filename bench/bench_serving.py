@@ -20,9 +20,10 @@ Measured, in alternating rounds (best of each kept, so load from other processes
      nothing scored), of predict unbatched (SERVING_MICROBATCH_WAIT_MS=0) and of the baseline; their ratios
      (targets: predict >= 0.7x floor, >= 10x baseline);
   2. the server's CPU time per request (from /proc: less sensitive to a shared machine than req/s);
-  3. p50 / p99 latency of predict at half its maximum throughput (open loop, due-time latency; the floor at the
-     same rate beside it, for what the machine adds) and of a lone client (one connection, one request at a
-     time: what micro-batching adds when nothing else is in flight);
+  3. p50 / p99 latency of predict at half its maximum throughput (target p99 < 20 ms; open loop, due-time
+     latency, in rounds with the best kept; the floor at the same rate beside it, for what the machine adds) and
+     of a lone client (one connection, one request at a time: what micro-batching adds when nothing else is in
+     flight);
   4. the service's RSS at start (model loaded, no request yet) and its peak; the mean micro-batch size (rows per
      model call of the closed-loop predict rounds, from the prediction log's shared timestamps);
   5. the load average at each measurement (the machine may be shared: the figures are only as quiet as it was).
@@ -58,6 +59,7 @@ PLATFORM_PYTHON = Path(sys.executable)
 HOST = "127.0.0.1"
 TARGET_FLOOR_RATIO = 0.7
 TARGET_BASELINE_RATIO = 10.0
+TARGET_P99_MS = 20.0
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 BODIES = 256
@@ -367,14 +369,7 @@ def measure_all(setup: Setup) -> Figures:
                 measure(load, side, args.connections, args.duration)
                 if span is not None:
                     spans.append(span.read())
-        paced_load = loadavg()
-        rate = sides[1].rate / 2
-        paced = load.python_client(
-            service, "/v1/predict", "open", args.open_duration, rate=rate, connections=args.connections
-        )
-        paced_floor = load.python_client(
-            service, "/bench/floor", "open", args.open_duration, rate=rate, connections=args.connections
-        )
+        paced, paced_floor, paced_load = measure_paced(setup, service, rate=sides[1].rate / 2)
         lone = {
             side.label: load.python_client(side.server, side.path, "closed", LONE_S, connections=1)
             for side in sides[:2]
@@ -390,6 +385,29 @@ def measure_all(setup: Setup) -> Figures:
             lone,
             batch_sizes(spans),
         )
+
+
+def measure_paced(setup: Setup, service: Server, rate: float) -> tuple[LoadResult, LoadResult, float]:
+    """Predict and the floor at `rate` (open loop), alternating for `--rounds` rounds: the round of predict with
+    the lowest p99 is kept with the floor's of the same round, as the closed loop keeps its best round."""
+    args, load = setup.args, setup.load
+    best: tuple[LoadResult, LoadResult, float] | None = None
+    for _ in range(args.rounds):
+        at_load = loadavg()
+        paced = load.python_client(
+            service, "/v1/predict", "open", args.open_duration, rate=rate, connections=args.connections
+        )
+        floor = load.python_client(
+            service, "/bench/floor", "open", args.open_duration, rate=rate, connections=args.connections
+        )
+        print(
+            f"  open loop at {rate:.0f} req/s: predict p99 {paced.p99_ms or 0:.2f} ms, "
+            f"floor p99 {floor.p99_ms or 0:.2f} ms, load {at_load:.2f}"
+        )
+        if best is None or (paced.p99_ms or float("inf")) < (best[0].p99_ms or float("inf")):
+            best = (paced, floor, at_load)
+    assert best is not None  # rounds >= 1 (checked on the command line)
+    return best
 
 
 def report(figures: Figures, args: argparse.Namespace) -> list[str]:
@@ -430,8 +448,11 @@ def report(figures: Figures, args: argparse.Namespace) -> list[str]:
     print(
         f"  predict at half its maximum (open loop, {paced.target_rate or 0:.0f} req/s for {args.open_duration:g} s, "
         f"load {figures.paced_load:.2f}): achieved {paced.rate:.0f} req/s, p50 {paced.p50_ms or 0:.2f} ms, "
-        f"p99 {paced.p99_ms or 0:.2f} ms, max {paced.max_ms or 0:.2f} ms, {paced.errors} errors"
+        f"p99 {paced.p99_ms or 0:.2f} ms, max {paced.max_ms or 0:.2f} ms, {paced.errors} errors "
+        f"(target p99 < {TARGET_P99_MS:g} ms; best of {args.rounds} rounds)"
     )
+    if paced.p99_ms is None or paced.p99_ms >= TARGET_P99_MS or paced.errors:
+        failures.append(f"p99 at half the maximum {paced.p99_ms or 0:.2f} ms (target < {TARGET_P99_MS:g} ms)")
     print(
         f"    the floor at the same rate (what the machine and the framework add alone): p50 "
         f"{reference.p50_ms or 0:.2f} ms, p99 {reference.p99_ms or 0:.2f} ms, max {reference.max_ms or 0:.2f} ms"
