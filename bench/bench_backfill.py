@@ -10,13 +10,13 @@ time the DuckDB pool was held, and the ratio against limit 1.
 
     PYTHONPATH=. .venv/bin/python bench/bench_backfill.py                          # 6 days of 2,000 encounters, 1 vs 3
     PYTHONPATH=. .venv/bin/python bench/bench_backfill.py --days 4 --encounters 400 --limits 1 3 4
-    PYTHONPATH=. .venv/bin/python bench/bench_backfill.py --adjacent                 # consecutive days (pending chain)
+    PYTHONPATH=. .venv/bin/python bench/bench_backfill.py --every-other-day          # no pending chain between days
     PYTHONPATH=. .venv/bin/python bench/bench_backfill.py --executor multiprocess    # the job's default executor
 
-Days are every other day by default: governance carries the rows held back below k from day D-1 into day D, and a
-job backfill orders nothing between adjacent days' runs. `--adjacent` backfills consecutive days and prints, for
-each day, the rows it carried in against those its previous day carried out: a mismatch is a held-back row that a
-concurrent backfill did not carry over.
+Days are consecutive by default: governance carries the rows held back below k from day D-1 into day D, so day D's
+governance waits for D-1's (a job backfill orders nothing between its runs). The report prints, for each day, the
+rows it carried in against those its previous day carried out (a mismatch would be a held-back row lost), and the
+seconds each day's governance waited. `--every-other-day` backfills days two apart: no day waits for another.
 """
 
 import argparse
@@ -58,7 +58,8 @@ class Measure:
     pooled_s: float  # time the DuckDB pool was held (sum of the pooled steps)
     pooled_overlaps: int
     statuses: list[str]
-    chain: list[tuple[str, int, int | None]]  # day, carried in, carried out by the previous day (None: not in it)
+    # day, carried in, carried out by the previous day (None: not in the backfill), seconds governance waited for it
+    chain: list[tuple[str, int, int | None, float]]
 
     @property
     def partitions_per_min(self) -> float:
@@ -69,8 +70,8 @@ class Measure:
         return self.encounters / self.wall_s
 
 
-def backfill_days(n: int, adjacent: bool) -> list[str]:
-    step = 1 if adjacent else 2
+def backfill_days(n: int, every_other_day: bool) -> list[str]:
+    step = 2 if every_other_day else 1
     return [(FIRST_DAY + dt.timedelta(days=step * i)).isoformat() for i in range(n)]
 
 
@@ -90,10 +91,12 @@ def measure(root: Path, postgres: dict[str, str], limit: int, days: list[str], a
                 pooled = sd.pooled_steps(deployment, instance, keys.DAILY_INGEST_JOB, keys.DUCKDB_POOL)
                 writes = sd.step_intervals(instance, [r.dagster_run.run_id for r in records], pooled)
                 by_day = {r.dagster_run.tags["dagster/partition"]: r.dagster_run.run_id for r in records}
-                pool = {
-                    day: sd.materialization_metadata(instance, run_id, keys.PENDING_ENCOUNTERS).get("pool", {})
+                pending = {
+                    day: sd.materialization_metadata(instance, run_id, keys.PENDING_ENCOUNTERS)
                     for day, run_id in by_day.items()
                 }
+                pool = {day: metadata.get("pool", {}) for day, metadata in pending.items()}
+                waited = {day: float(metadata.get("previous_day_waited_s", 0.0)) for day, metadata in pending.items()}
                 statuses = [r.dagster_run.status.value for r in records]
         except BaseException:
             print(deployment.report(), file=sys.stderr)
@@ -104,7 +107,7 @@ def measure(root: Path, postgres: dict[str, str], limit: int, days: list[str], a
         previous = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
         carried_in = int(pool.get(day, {}).get("encounters", {}).get("carried_in", 0))
         carried_out = pool[previous]["encounters"]["carried_out"] if previous in pool else None
-        chain.append((day, carried_in, carried_out))
+        chain.append((day, carried_in, carried_out, waited.get(day, 0.0)))
     return Measure(
         limit=limit,
         days=len(days),
@@ -123,7 +126,7 @@ def measure(root: Path, postgres: dict[str, str], limit: int, days: list[str], a
 def report(measures: list[Measure], args: argparse.Namespace, load: tuple[Any, Any]) -> None:
     print(
         f"\n{args.days} days x {args.encounters} synthetic encounters, executor {args.executor}, "
-        f"{'adjacent' if args.adjacent else 'every other'} days, {os.cpu_count()} cores, "
+        f"{'every other' if args.every_other_day else 'consecutive'} days, {os.cpu_count()} cores, "
         f"load average before {load[0][0]:.1f} / after {load[1][0]:.1f}"
     )
     header = (
@@ -140,13 +143,13 @@ def report(measures: list[Measure], args: argparse.Namespace, load: tuple[Any, A
             f"{ratio:>9.2f}x  {','.join(sorted(set(m.statuses)))}"
         )
     print("(vs limit 1: wall time of limit 1 / wall time of this limit; > 1 means the concurrent backfill was faster)")
-    if args.adjacent:
-        print("\npending chain: day, encounters carried in, encounters its previous day carried out")
+    if not args.every_other_day:
+        print("\npending chain: day, encounters carried in, encounters its previous day carried out, seconds waited")
         for m in measures:
-            broken = [(d, i, o) for d, i, o in m.chain if o is not None and i != o]
+            broken = [day for day, i, o, _ in m.chain if o is not None and i != o]
             print(f"  limit {m.limit}: {len(broken)} of {len(m.chain) - 1} days did not carry the previous day's rows")
-            for day, carried_in, carried_out in m.chain:
-                print(f"    {day}: in {carried_in}, previous out {carried_out}")
+            for day, carried_in, carried_out, waited_s in m.chain:
+                print(f"    {day}: in {carried_in}, previous out {carried_out}, waited {waited_s:.1f} s")
 
 
 def main() -> None:
@@ -155,9 +158,9 @@ def main() -> None:
     parser.add_argument("--encounters", type=int, default=2000, help="synthetic encounters per day")
     parser.add_argument("--limits", type=int, nargs="+", default=[1, 3], help="max_concurrent_runs values")
     parser.add_argument("--executor", choices=sorted(EXECUTORS), default="in_process")
-    parser.add_argument("--adjacent", action="store_true", help="consecutive days instead of every other day")
+    parser.add_argument("--every-other-day", action="store_true", help="days two apart instead of consecutive days")
     args = parser.parse_args()
-    days = backfill_days(args.days, args.adjacent)
+    days = backfill_days(args.days, args.every_other_day)
     load_before = os.getloadavg()
     measures = []
     # the tests' throwaway cluster (initdb + pg_ctl on a free port of 127.0.0.1), its fixture used as a context

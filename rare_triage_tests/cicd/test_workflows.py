@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from rare_triage.cli import build_parser
+from rare_triage.defs.shared import keys as c
 from rare_triage.lib.deployment.publication import VERSION_PATTERN
 from rare_triage_tests.cicd.workflows import (
     GITHUB_DIR,
@@ -516,6 +517,24 @@ def test_the_platform_rollout_upgrades_the_chart_with_the_commit_s_code_location
         f" --set {deployment}.repository=ghcr.io/rare-org/rare-triage-code-location --set {deployment}.tag={SHA}"
         f" --wait --timeout 15m {rollback_flag}",
     )
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "promote.yml", "rollback.yml"])
+def test_every_rollout_sets_the_duckdb_writer_pool_after_the_platform(
+    workflows: dict[str, Workflow], tmp_path: Path, name: str
+) -> None:
+    steps = [step.get("name") for _, step in workflows[name].steps()]
+    assert steps.index("Set the DuckDB writer pool") == steps.index("Roll out the Dagster platform") + 1
+    result, calls = rollout(workflows[name], "Set the DuckDB writer pool", tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert calls == [
+        (
+            ".",
+            "kubectl exec --namespace rare-triage-prod deployment/dagster-daemon --"
+            f" dagster instance concurrency set {c.DUCKDB_POOL} 1",
+        )
+    ]
 
 
 def test_the_platform_rollout_needs_the_chart_repository_variable(

@@ -55,8 +55,9 @@ K8S_SCHEMAS = DEPLOY / "k8s" / "schemas" / "v1.31.0-standalone-strict"
 SERVING_K8S = DEPLOY / "k8s" / "serving"
 OVERLAYS = {"dev": "rare-triage-dev", "prod": "rare-triage-prod"}
 
-SERVICES = {"webserver", "daemon", "code-location", "postgres", "mlflow", "serving"}
-DAGSTER_SERVICES = ("webserver", "daemon", "code-location")
+SERVICES = {"webserver", "daemon", "code-location", "instance-init", "postgres", "mlflow", "serving"}
+DAGSTER_SERVICES = ("webserver", "daemon", "code-location", "instance-init")
+ONE_SHOT = {"instance-init"}  # runs to completion before what depends on it
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|HMAC_KEY|ACCESS_KEY|PRIVATE_KEY")
 # ${NAME}, ${NAME:?message} or ${NAME?message}: a value from the environment with no default written here.
 PURE_INTERPOLATION = re.compile(r"\$\{[A-Z_][A-Z0-9_]*(?::?\?[^}]*)?\}")
@@ -287,15 +288,22 @@ def test_compose_health_checks_and_dependencies() -> None:
     services = compose()["services"]
     for name, service in services.items():
         test = service.get("healthcheck", {}).get("test")
-        assert test and test[0] in {"CMD", "CMD-SHELL"}, f"{name} has no health check"
+        if name in ONE_SHOT:
+            assert test is None and service["restart"] == "no", f"{name} runs once"
+        else:
+            assert test and test[0] in {"CMD", "CMD-SHELL"}, f"{name} has no health check"
         for dependency, condition in (service.get("depends_on") or {}).items():
             assert dependency in services
-            assert condition == {"condition": "service_healthy"}, f"{name} starts before {dependency} is healthy"
+            expected = "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            assert condition == {"condition": expected}, f"{name} starts before {dependency} is {expected}"
     assert "/ready" in " ".join(services["serving"]["healthcheck"]["test"])
     assert "/ready" in serving_routes()
     assert "grpc-health-check" in services["code-location"]["healthcheck"]["test"]
     for name in ("webserver", "daemon"):
-        assert {"postgres", "code-location"} <= set(services[name]["depends_on"])
+        assert {"postgres", "code-location", "instance-init"} <= set(services[name]["depends_on"])
+    # before any run: the DuckDB writer pool's own limit of one (its first claims race otherwise)
+    assert services["instance-init"]["command"] == ["dagster", "instance", "concurrency", "set", c.DUCKDB_POOL, "1"]
+    assert set(services["instance-init"]["depends_on"]) == {"postgres"}
     assert {"postgres", "mlflow"} <= set(services["code-location"]["depends_on"])
     assert set(services["mlflow"]["depends_on"]) == {"postgres"}
 

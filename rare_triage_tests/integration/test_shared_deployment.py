@@ -2,12 +2,13 @@
 served by `dagster api grpc`, `dagster-daemon run` on a workspace pointing at it, and a job backfill of the daily
 ingest executed by the daemon as concurrent runs of the queued run coordinator, the DuckDB writers one at a time.
 
-The backfilled days are every other day: governance carries the rows it held back below k from day D-1's pending
-area into day D (`pending_encounters` reads its own previous partition), and a job backfill launches the runs of
-adjacent days with nothing ordering them, so day D could read D-1's pending area before D-1 wrote it. Days two
-apart have no previous day in the backfill: each run's result does not depend on the order the queue starts them.
+The backfilled days are consecutive: governance carries the rows it held back below k from day D-1's pending area
+into day D (`pending_encounters` reads its own previous partition), and a job backfill launches the runs of adjacent
+days with nothing ordering them. Day D's governance waits in its step while a run or the backfill still governs
+D-1, so every day carries in exactly what the day before carried out, whatever order the queue starts them in.
 """
 
+import itertools
 from pathlib import Path
 
 import dagster as dg
@@ -38,7 +39,7 @@ from rare_triage_tests.helpers.shared_deployment import (
 
 pytestmark = pytest.mark.integration
 
-DAYS = ("2025-04-01", "2025-04-03", "2025-04-05", "2025-04-07")
+DAYS = ("2025-04-01", "2025-04-02", "2025-04-03", "2025-04-04")
 BACKFILL_SECONDS = 300.0
 
 
@@ -114,9 +115,20 @@ def _backfill_and_check(deployment: Deployment) -> None:
             rows, distinct = counts[day]
             features = materialization_metadata(instance, record.dagster_run.run_id, keys.ENCOUNTER_FEATURES)
             assert rows == distinct == anonymized_encounters(deployment, day) == features["encounters"] > 0, day
-            pending = materialization_metadata(instance, record.dagster_run.run_id, keys.PENDING_ENCOUNTERS)
-            assert pending["pool"]["encounters"]["carried_in"] == 0, (day, pending["pool"])  # no previous day
         assert warehouse_duplicates(deployment) == 0
+
+        # nothing held back was lost between days: each day carried in what the day before carried out
+        pending = {
+            day: materialization_metadata(instance, record.dagster_run.run_id, keys.PENDING_ENCOUNTERS)
+            for day, record in by_day.items()
+        }
+        pools = {day: metadata["pool"]["encounters"] for day, metadata in pending.items()}
+        assert pools[DAYS[0]]["carried_in"] == 0  # the first day has no extract before it
+        for before, day in itertools.pairwise(DAYS):
+            assert pools[day]["carried_in"] == pools[before]["carried_out"], (day, pools)
+        assert sum(pool["carried_out"] for pool in pools.values()) > 0  # rows were held back: the chain was tested
+        waited = {day: metadata["previous_day_waited_s"] for day, metadata in pending.items()}
+        print(f"seconds each day's governance waited for the previous day: {waited}")
 
 
 def test_a_backfill_runs_concurrently_with_one_duckdb_writer_at_a_time(

@@ -9,6 +9,12 @@ import pandas as pd
 import pyarrow as pa
 
 from rare_triage.defs.governance.checks import GOVERNANCE_CHECK_SPECS, governance_check_results
+from rare_triage.defs.governance.columns import (
+    anonymized_column_schema,
+    pending_column_schema,
+    quarantine_column_schema,
+)
+from rare_triage.defs.governance.previous_day import PreviousDayPolicy, require_previous_day_governed
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.automation import FOLLOWS_UPSTREAM
 from rare_triage.defs.shared.io_managers.parquet_lake import SINGLE_TABLE, ParquetLakeIOManager
@@ -18,6 +24,7 @@ from rare_triage.lib.governance.govern import GovernanceCodes, govern_in_buckets
 from rare_triage.lib.governance.kanonymity import K_ANONYMITY
 from rare_triage.lib.governance.pending import PENDING_WINDOW_DAYS, empty_pending, settle_day
 from rare_triage.lib.governance.rejects import with_ingest_rejects
+from rare_triage.lib.governance.schemas import typed_quarantine_when_empty
 from rare_triage.lib.reference.loaders import icd10_acuity_lookup, load_orphanet_epidemiology
 
 # the pending area of day D is the pending area of day D-1 settled with day D's held-back rows
@@ -36,8 +43,9 @@ def governance_specs() -> list[dg.AssetSpec]:
             "Encounters, vitals, symptoms, diagnoses and comorbidities with every HIPAA Safe Harbor identifier "
             "removed or generalized: HMAC-SHA256 pseudonymous keys, age top-coded at 90, year only (the partition day "
             f"is the one date element kept), ZIP3, k-anonymity >= {K_ANONYMITY}. The step fails, and stores nothing, "
-            "if any identifier survives."
+            "if any identifier survives. " + c.PARTITIONS_NOTE
         ),
+        metadata={"dagster/column_schema": anonymized_column_schema()},
     ).with_io_manager_key(c.PARQUET_IO_MANAGER)
     quarantine = dg.AssetSpec(
         c.QUARANTINED_RECORDS,
@@ -48,6 +56,7 @@ def governance_specs() -> list[dg.AssetSpec]:
             "Rows that failed validation, or stayed below k over the pending window, one line per problem with its "
             "reason; no identifier."
         ),
+        metadata={"dagster/column_schema": quarantine_column_schema()},
     ).with_io_manager_key(c.PARQUET_IO_MANAGER)
     pending = dg.AssetSpec(
         c.PENDING_ENCOUNTERS,
@@ -64,6 +73,7 @@ def governance_specs() -> list[dg.AssetSpec]:
             f"reach k are released into that day's anonymized tables, rows still below k after {PENDING_WINDOW_DAYS} "
             "days are quarantined. Not read by any model."
         ),
+        metadata={"dagster/column_schema": pending_column_schema()},
     ).with_io_manager_key(c.PARQUET_IO_MANAGER)
     # the three outputs are written together: when the raw extract of a recent day is updated (and its blocking
     # checks passed) they are materialized again without a click (a missing previous pending area is no reason to
@@ -74,10 +84,22 @@ def governance_specs() -> list[dg.AssetSpec]:
 
 class GovernanceConfig(dg.Config):
     """Large days are governed in patient buckets of about this many encounters, to bound memory; encounters below
-    k wait at most `pending_window_days` days (their own and the ones after) for their class to reach k."""
+    k wait at most `pending_window_days` days (their own and the ones after) for their class to reach k. A day waits
+    up to `previous_day_wait_seconds` for a run still governing the day before (its pending area is this day's
+    input); a previous day extracted but not governed is refused unless `allow_missing_previous_day`."""
 
     encounters_per_bucket: int = 200_000
     pending_window_days: int = PENDING_WINDOW_DAYS
+    previous_day_wait_seconds: float = 3600.0
+    previous_day_poll_seconds: float = 2.0
+    allow_missing_previous_day: bool = False
+
+    def previous_day_policy(self) -> PreviousDayPolicy:
+        return PreviousDayPolicy(
+            wait_seconds=self.previous_day_wait_seconds,
+            poll_seconds=self.previous_day_poll_seconds,
+            allow_missing=self.allow_missing_previous_day,
+        )
 
 
 def governance_codes(reference: dict[str, pd.DataFrame]) -> GovernanceCodes:
@@ -110,7 +132,12 @@ def anonymized_and_quarantined(  # noqa: PLR0917 (Dagster passes inputs and reso
 ) -> Iterator[dg.Output[object] | dg.AssetCheckResult]:
     """The three outputs are written and put in place together before any is yielded: a failed write of one leaves
     the partition's previous anonymized tables, quarantine and pending area as they were, and records no
-    materialization."""
+    materialization. Day D-1's pending area is read first: see `previous_day` for when D waits or refuses."""
+    previous_day = (dt.date.fromisoformat(context.partition_key) - dt.timedelta(days=1)).isoformat()
+    waited = require_previous_day_governed(context, parquet_io_manager, previous_day, config.previous_day_policy())
+    carried = parquet_io_manager.load_partition_if_materialized(c.PENDING_ENCOUNTERS, previous_day)
+    if isinstance(carried, pd.DataFrame):
+        raise TypeError(f"{c.PENDING_ENCOUNTERS.to_user_string()} {previous_day}: one table, not the anonymized tables")
     n_buckets = max(1, math.ceil(raw[schema.RAW_ENCOUNTERS].num_rows / config.encounters_per_bucket))
     pseudonymizer = pseudonymization.pseudonymizer()
     result = govern_in_buckets(
@@ -125,10 +152,6 @@ def anonymized_and_quarantined(  # noqa: PLR0917 (Dagster passes inputs and reso
         rejects = raw[schema.RAW_REJECTS].to_pandas()
         result = with_ingest_rejects(result, rejects, context.partition_key, pseudonymizer)
     raw.clear()  # the raw day is no longer needed: free it before the outputs are converted and written
-    previous_day = (dt.date.fromisoformat(context.partition_key) - dt.timedelta(days=1)).isoformat()
-    carried = parquet_io_manager.load_partition_if_materialized(c.PENDING_ENCOUNTERS, previous_day)
-    if isinstance(carried, pd.DataFrame):
-        raise TypeError(f"{c.PENDING_ENCOUNTERS.to_user_string()} {previous_day}: one table, not the anonymized tables")
     result, pending = settle_day(
         result,
         carried or empty_pending(),
@@ -141,7 +164,7 @@ def anonymized_and_quarantined(  # noqa: PLR0917 (Dagster passes inputs and reso
         context.partition_key,
         {
             c.ANONYMIZED_ENCOUNTERS: result.anonymized,
-            c.QUARANTINED_RECORDS: {SINGLE_TABLE: result.quarantined},
+            c.QUARANTINED_RECORDS: {SINGLE_TABLE: typed_quarantine_when_empty(result.quarantined)},
             c.PENDING_ENCOUNTERS: pending,
         },
     )
@@ -182,6 +205,7 @@ def anonymized_and_quarantined(  # noqa: PLR0917 (Dagster passes inputs and reso
             if pool["carried_out"]
             else "",
             "window_days": config.pending_window_days,
+            "previous_day_waited_s": round(waited, 1),
             "pool": dg.MetadataValue.json(result.pool),
             "dagster/row_count": pool["carried_out"],
         },

@@ -186,3 +186,14 @@ def typed_when_empty(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFra
                 {column: pd.Series(dtype="string" if dtype == "str" else dtype) for column, dtype in dtypes.items()}
             )
     return typed
+
+
+def typed_quarantine_when_empty(quarantined: pd.DataFrame) -> pd.DataFrame:
+    """quarantined_records, rebuilt with its contract dtypes when empty (a day without a quarantined row), so its
+    Parquet columns are typed like any other day's, never null-typed."""
+    if not quarantined.empty:
+        return quarantined
+    dtypes = {column: str(spec.dtype) for column, spec in QuarantinedRecords.to_schema().columns.items()}
+    return pd.DataFrame(
+        {column: pd.Series(dtype="string" if dtype == "str" else dtype) for column, dtype in dtypes.items()}
+    )

@@ -96,6 +96,11 @@ class ParquetLakeIOManager(dg.ConfigurableIOManager, S3Connection):
             return read(files[0])
         return {name: read(path) for name, path in zip(names, files, strict=True)}
 
+    def has_partition(self, key: dg.AssetKey, partition: str | None) -> bool:
+        """Whether tables of this partition are stored (without reading them)."""
+        fs, root = self._filesystem()
+        return bool(list_parquet_files(fs, self._partition_dir(root, key, partition)))
+
     def load_partition_if_materialized(
         self, key: dg.AssetKey, partition: str | None
     ) -> pd.DataFrame | dict[str, pd.DataFrame] | None:
