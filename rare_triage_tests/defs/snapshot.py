@@ -1,5 +1,6 @@
 """A reviewable snapshot of the code location from `dg list defs --json`: keys, groups, checks, jobs, schedules,
-sensors and resources, sorted; a resource is named by its class, not by the module that defines it."""
+sensors and resources, sorted; a resource is named by its class, not by the module that defines it, and an asset's
+code reference by its file, not its line (an edit above the asset moves the line, not the asset)."""
 
 import json
 from typing import Any
@@ -15,6 +16,9 @@ def normalized_snapshot(listing: dict[str, list[dict[str, Any]]]) -> dict[str, l
         if section == "resources":
             for row in rows:
                 row["type"] = str(row["type"]).rsplit(".", 1)[-1]
+        for row in rows:
+            if "source" in row:
+                row["source"] = str(row["source"]).rsplit(":", 1)[0]
         snapshot[section] = sorted(rows, key=lambda row: json.dumps(row.get(SORT_KEYS.get(section, "name"), row)))
     return snapshot
 

@@ -1,6 +1,7 @@
 """In-process materialization of raw -> anonymized -> features in a temporary folder (local lake)."""
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from rare_triage.defs.governance.assets import anonymized_and_quarantined
+from rare_triage.defs.governance.columns import (
+    anonymized_column_schema,
+    pending_column_schema,
+    quarantine_column_schema,
+)
 from rare_triage.defs.ingest.assets import raw_ehr_extract
 from rare_triage.defs.reference.assets import hpo_reference_tables
 from rare_triage.defs.shared import keys as c
@@ -208,3 +214,90 @@ def test_a_failed_quarantine_write_keeps_the_previous_anonymized_tables_and_reco
     assert result.get_asset_materialization_events() == []
     assert len(instance.fetch_materializations(c.ANONYMIZED_ENCOUNTERS, limit=100).records) == materializations_before
     assert not any((tmp_path / "lake" / "_staging").iterdir())
+
+
+def _materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> dg.AssetMaterialization:
+    return next(m.materialization for m in result.get_asset_materialization_events() if m.asset_key == key)
+
+
+def test_the_feature_table_carries_a_column_schema_of_every_column(
+    local_run: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    home, result = local_run
+    column_schema = _materialization(result, c.ENCOUNTER_FEATURES).metadata["dagster/column_schema"].value
+    assert isinstance(column_schema, dg.TableSchema)
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.sql("select * from features.encounter_features").columns
+    described = {column.name: column for column in column_schema.columns}
+    assert list(described) == stored
+    assert len(stored) > 128
+    assert all(column.description and column.type for column in column_schema.columns)
+    assert described["hpo_0001945"].description.startswith("Fever (HP:0001945")
+    assert "organ system Abnormality of the nervous system (HP:0000707)" in described["sys_0000707"].description
+    assert described["label"].type == "string" and described["fever_score"].type == "double"
+
+
+def test_raw_extract_shows_row_counts_and_its_tables_as_a_table(
+    local_run: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    home, result = local_run
+    metadata = _materialization(result, c.RAW_EHR_EXTRACT).metadata
+    assert metadata["dagster/row_count"].value == len(lake_table(home, "raw_ehr_extract", schema.RAW_ENCOUNTERS))
+    sizes = metadata["rows"]
+    assert isinstance(sizes, dg.TableMetadataValue)
+    by_table = {record.data["table"]: record.data for record in sizes.records}
+    assert list(by_table) == list(schema.RAW_TABLES)
+    for table in schema.RAW_TABLES:
+        stored = lake_table(home, "raw_ehr_extract", table)
+        assert (by_table[table]["rows"], by_table[table]["columns"]) == stored.shape
+
+
+def test_the_raw_column_schema_lists_every_stored_column_with_its_type(
+    local_run: tuple[Path, dg.ExecuteInProcessResult],
+) -> None:
+    home, _ = local_run
+    column_schema = raw_ehr_extract.specs_by_key[c.RAW_EHR_EXTRACT].metadata["dagster/column_schema"]
+    declared = {column.name: column.type for column in column_schema.columns}
+    stored = {}
+    for table in schema.RAW_TABLES:
+        parquet = home / "lake" / "raw_ehr_extract" / f"partition_day={DAY}" / f"{table}.parquet"
+        stored |= {f"{table}.{field.name}": str(field.type) for field in pq.read_schema(parquet)}
+    assert declared == stored
+    assert all(column.description for column in column_schema.columns)
+
+
+def test_no_raw_identifier_value_reaches_the_metadata(local_run: tuple[Path, dg.ExecuteInProcessResult]) -> None:
+    home, result = local_run
+    patients = lake_table(home, "raw_ehr_extract", schema.RAW_PATIENTS)
+    identifying = ("patient_id", "mrn", "national_id", "phone", "email")  # a name could be a substring of any text
+    values = {str(v) for column in identifying for v in patients[column].dropna()}
+    assert values
+    shown = " ".join(
+        f"{name}={value.value!r}"
+        for event in result.get_asset_materialization_events()
+        for name, value in event.materialization.metadata.items()
+    )
+    assert not [value for value in values if value in shown]
+
+
+@pytest.mark.parametrize(
+    ("asset", "tables", "declared"),
+    [
+        ("anonymized_encounters", schema.ANON_TABLES, anonymized_column_schema),
+        ("pending_encounters", schema.ANON_TABLES, pending_column_schema),
+        ("quarantined_records", ("data",), quarantine_column_schema),  # typed even on a day without a row
+    ],
+)
+def test_the_governance_column_schemas_match_the_stored_tables(
+    local_run: tuple[Path, dg.ExecuteInProcessResult],
+    asset: str,
+    tables: tuple[str, ...],
+    declared: Callable[[], dg.TableSchema],
+) -> None:
+    home, _ = local_run
+    stored = {}
+    for table in tables:
+        parquet = home / "lake" / asset / f"partition_day={DAY}" / f"{table}.parquet"
+        prefix = "" if table == "data" else f"{table}."
+        stored |= {prefix + field.name: str(field.type) for field in pq.read_schema(parquet)}
+    assert {column.name: column.type for column in declared().columns} == stored

@@ -1,10 +1,13 @@
 """The code location loads, with the asset keys, checks, jobs and groups reviewers expect."""
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
 from rare_triage.definitions import build_definitions
 from rare_triage.defs.ingest.sensors import landing_zone_sensor
+from rare_triage.defs.shared.ownership import OWNER
 from rare_triage.defs.shared.resources import build_resources
 from rare_triage_tests.helpers.materialize import local_environ
 
@@ -56,6 +59,26 @@ def test_jobs_schedule_and_sensor(defs: dg.Definitions) -> None:
     assert defs.resolve_job_def("reference_job")
     assert defs.resolve_schedule_def("daily_ingest_job_schedule")
     assert defs.resolve_sensor_def("landing_zone_sensor")
+
+
+def test_every_asset_has_kinds_an_owner_and_a_code_reference(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        spec = graph.get(key)
+        assert spec.kinds, f"{key.to_user_string()} has no kinds"
+        assert spec.owners == [OWNER], key.to_user_string()
+        references = spec.metadata["dagster/code_references"].code_references
+        assert references and all(Path(ref.file_path).is_file() for ref in references), key.to_user_string()
+
+
+def test_what_is_off_by_default_says_so_and_why(defs: dg.Definitions) -> None:
+    stopped = [s for s in defs.sensors or [] if s.default_status == dg.DefaultSensorStatus.STOPPED]
+    stopped += [s for s in defs.schedules or [] if s.default_status == dg.DefaultScheduleStatus.STOPPED]
+    assert {s.name for s in stopped} == {"landing_zone_sensor", "daily_ingest_job_schedule"}
+    for definition in stopped:
+        assert "Off by default: the default EHR source is" in (definition.description or ""), definition.name
+    automation = defs.resolve_sensor_def("automation_sensor").description or ""
+    assert "No condition on purpose: raw_ehr_extract" in automation
 
 
 def test_landing_sensor_requests_one_run_per_day_folder(tmp_path) -> None:

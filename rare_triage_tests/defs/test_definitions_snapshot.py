@@ -23,7 +23,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "definitions" / "dg
 def listing(tmp_path_factory: pytest.TempPathFactory) -> dict:
     home = tmp_path_factory.mktemp("snapshot_home")
     environ = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "RARE_TRIAGE_PARTITIONS_START"},  # the fixture's default
         "DAGSTER_HOME": str(home / "dagster_home"),
         "RARE_TRIAGE_HOME": str(home),
         "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),

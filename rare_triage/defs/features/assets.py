@@ -11,8 +11,10 @@ import pyarrow as pa
 from rare_triage.defs.features.checks import FEATURE_CHECK_SPECS, feature_check_results
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.automation import FOLLOWS_UPSTREAM
+from rare_triage.defs.shared.table_metadata import arrow_column_types, column_schema
 from rare_triage.lib import schema
 from rare_triage.lib.features.chunks import build_features_in_chunks
+from rare_triage.lib.features.column_docs import feature_column_descriptions
 from rare_triage.lib.features.quality import feature_summary
 from rare_triage.lib.paths import rare_triage_home
 from rare_triage.lib.reference.frames import reference_from_frames
@@ -29,6 +31,16 @@ class FeaturesConfig(dg.Config):
 
     encounters_per_chunk: int = 100_000
     duckdb_memory_limit: str = "1GB"
+
+
+def features_column_schema(table_schema: pa.Schema, vocabulary: pd.DataFrame, systems: pd.DataFrame) -> dg.TableSchema:
+    """Every column of the stored table with its Arrow type and meaning (a vocabulary term or organ system by its
+    HPO id and label)."""
+    descriptions = feature_column_descriptions(
+        vocabulary[["hpo_id", "label", "system"]].itertuples(index=False, name=None),
+        systems[["system_id", "label"]].itertuples(index=False, name=None),
+    )
+    return column_schema(arrow_column_types(table_schema), descriptions)
 
 
 @dg.asset(
@@ -50,7 +62,7 @@ class FeaturesConfig(dg.Config):
         "One row per encounter: vitals, fever and pain scores, symptom duration, comorbidity count, visit history, "
         "consultation type, age band, sex, centre/region, present/absent/unknown for each vocabulary HPO term "
         "(specific terms roll up to vocabulary ancestors), the organ-system groups under HP:0000118, the number "
-        "of systems involved, and the label from the diagnoses."
+        "of systems involved, and the label from the diagnoses. " + c.PARTITIONS_NOTE
     ),
 )
 def encounter_features(
@@ -90,6 +102,7 @@ def encounter_features(
             "share_without_vocabulary_term": summary.share_without_vocabulary_term,
             "median_systems_by_label": dg.MetadataValue.json(summary.median_systems_by_label),
             "dagster/row_count": features.num_rows,
+            "dagster/column_schema": features_column_schema(features.schema, ref.vocabulary, ref.systems),
         },
     )
     orphan_share = summary.label_shares[schema.ORPHAN_LABEL]

@@ -7,9 +7,11 @@ import dagster as dg
 import pandas as pd
 
 from rare_triage.defs.ingest.checks import RAW_CHECK_SPECS, raw_referential_integrity_result, raw_schema_result
+from rare_triage.defs.ingest.columns import raw_column_schema
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.ehr_source import EhrSource
 from rare_triage.defs.shared.pseudonymization import PseudonymizationResource
+from rare_triage.defs.shared.table_metadata import table_sizes
 from rare_triage.lib import schema
 from rare_triage.lib.ingest.raw_frames import empty_raw_table
 from rare_triage.lib.reference.frames import reference_from_frames
@@ -24,11 +26,13 @@ RAW_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=48
     io_manager_key=c.PARQUET_IO_MANAGER,
     ins={"reference": dg.AssetIn(c.HPO_REFERENCE_TABLES)},
     kinds={"python", "parquet"},
+    metadata={"dagster/column_schema": raw_column_schema()},
     freshness_policy=RAW_FRESHNESS,
     check_specs=RAW_CHECK_SPECS,
     description=(
         "One day of EHR extract: patients (with direct identifiers), encounters, LOINC vital signs, HPO symptoms, "
-        "ICD-10 / ORPHA diagnoses and comorbidities. Source: synthetic generator (default) or landing zone."
+        "ICD-10 / ORPHA diagnoses and comorbidities. Source: synthetic generator (default) or landing zone. "
+        + c.PARTITIONS_NOTE
     ),
 )
 def raw_ehr_extract(
@@ -60,10 +64,11 @@ def raw_ehr_extract(
             "source": ehr_source.source_name,
             "encounters": len(tables[schema.RAW_ENCOUNTERS]),
             "patients": len(tables[schema.RAW_PATIENTS]),
-            "rows": dg.MetadataValue.json({name: len(frame) for name, frame in tables.items()}),
+            "rows": table_sizes(tables, rejected_rows=rejected),
             "rejected_rows": dg.MetadataValue.json(rejected),
             "rejected_rows_total": sum(rejected.values()),
             **({"fhir_import": dg.MetadataValue.json(landing.fhir.as_dict())} if landing.fhir_files else {}),
+            "dagster/row_count": len(tables[schema.RAW_ENCOUNTERS]),
         },
     )
     yield raw_schema_result(tables)

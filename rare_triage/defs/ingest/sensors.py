@@ -12,7 +12,9 @@ from rare_triage.lib.ingest.landing_zone import landing_days
     minimum_interval_seconds=300,
     description=(
         "Launches the daily job once for each day folder integrators drop in the landing zone (late folders "
-        "included: the run key is the day, so a day is never launched twice)."
+        "included: the run key is the day, so a day is never launched twice). Off by default: the default EHR "
+        "source is the synthetic generator, which has no landing zone; set RARE_TRIAGE_EHR_SOURCE=landing, then "
+        "switch it on here."
     ),
 )
 def landing_zone_sensor(context: dg.SensorEvaluationContext, ehr_source: EhrSource) -> dg.SensorResult:

@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.table_metadata import table_sizes
 from rare_triage.lib.reference.frames import reference_to_frames
 from rare_triage.lib.reference.loaders import load_vocabulary
 from rare_triage.lib.reference.ontology import build_reference_tables
@@ -36,6 +37,7 @@ def hpo_reference_tables(context: dg.AssetExecutionContext) -> dg.Output[dict[st
             "organ_systems": len(tables.systems),
             "orpha_diseases": len(tables.orpha_diseases),
             "orpha_phenotype_annotations": len(tables.orpha_phenotypes),
+            "tables": table_sizes(frames),
             "build_seconds": round(time.perf_counter() - started, 2),
         },
     )

@@ -33,6 +33,10 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Evaluates the automation conditions: recent days of governance and features follow their raw "
-    "extract once its blocking checks passed, drift_report follows prediction_logs, model_performance runs daily.",
+    description="Evaluates the automation conditions: recent days (last 7) of governance and features follow their "
+    "raw extract once its blocking checks passed, drift_report follows prediction_logs, model_performance runs "
+    "daily at 04:00 UTC. No condition on purpose: raw_ehr_extract (a job, the schedule or the landing-zone "
+    "sensor), prediction_logs (prediction_log_sensor), hpo_reference_tables (once per HPO release), training and "
+    "deployment (train_and_publish_job, or drift_retraining_sensor on a 'retrain' drift decision): a model is "
+    "never retrained on every new day.",
 )

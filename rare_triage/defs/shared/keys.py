@@ -3,9 +3,32 @@
 A domain names another domain's assets and checks through these constants, never through its modules.
 """
 
+import datetime as dt
+import os
+from collections.abc import Mapping
+
 import dagster as dg
 
-PARTITIONS_START = "2024-01-01"
+PARTITIONS_START_ENV = "RARE_TRIAGE_PARTITIONS_START"
+DEFAULT_PARTITIONS_START = "2024-01-01"  # tests materialize days from 2024-01-02: a later default breaks them
+
+
+def partitions_start(environ: Mapping[str, str]) -> str:
+    """The first daily partition, YYYY-MM-DD: `RARE_TRIAGE_PARTITIONS_START` (read once, when the definitions load:
+    the code server and every run must see the same value), 2024-01-01 by default."""
+    text = environ.get(PARTITIONS_START_ENV, "").strip() or DEFAULT_PARTITIONS_START
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError(f"{PARTITIONS_START_ENV}: {text!r} is not a date YYYY-MM-DD") from None
+
+
+PARTITIONS_START = partitions_start(os.environ)
+# the UI counts every day since the start without a materialization as "missing": said where a user sees the count
+PARTITIONS_NOTE = (
+    f"Daily partitions from {PARTITIONS_START} ({PARTITIONS_START_ENV}): a day never extracted shows as missing, "
+    "which is no failure (`make run` fills the last 35 days)."
+)
 DAILY_PARTITIONS = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
 # Served predictions are monitored by the UTC day of their log; today's partition exists (it is re-read as the
 # day's closed log files arrive), so a drift can be seen the day it starts.
