@@ -19,7 +19,9 @@ daily_ingest_job = dg.define_asset_job(
 daily_ingest_schedule = dg.build_schedule_from_partitioned_job(
     daily_ingest_job,
     hour_of_day=2,
-    description="Every night, yesterday's partition. Off by default: switch it on where a daily source exists.",
+    description="Every night at 02:00 UTC, yesterday's partition of daily_ingest_job. Off by default: the default "
+    "EHR source is a synthetic generator, so nightly runs would only fill the lake with made-up days; switch it on "
+    "where a real daily extract arrives (or use landing_zone_sensor for a landing zone).",
 )
 
 # the training group with its gates; hpo_reference_tables and encounter_features are read, not rebuilt
@@ -29,8 +31,9 @@ train_and_publish_job = dg.define_asset_job(
     keys.TRAIN_AND_PUBLISH_JOB,
     selection=dg.AssetSelection.groups(keys.GROUP_TRAINING, keys.GROUP_DEPLOYMENT),
     description=(
-        "training_set -> candidates, thresholds -> triage_model (MLflow challenger), model_evaluation, "
-        "external_validation -> blocking gates -> onnx_model (parity) -> published_model (bucket, env/dev.json)."
+        "training_set -> candidates, thresholds -> triage_model (new MLflow version, gates pending), model_evaluation, "
+        "external_validation -> blocking gates -> onnx_model (parity) -> published_model (bucket, env/dev.json, "
+        "MLflow alias challenger)."
     ),
 )
 

@@ -86,9 +86,11 @@ def test_runs_models_and_aliases_through_a_server(server: str) -> None:
         tracking.log_metrics({"x": 1.0})
         tracking.log_png(b"\x89PNG", "p.png")
         info = tracking.log_pipeline(_small_pipeline())
-        version = tracking.register_challenger(resource.client(), info, "rare-triage", run.info.run_id, {})
+        version = tracking.register_version(resource.client(), info, "rare-triage", run.info.run_id, {})
     client = resource.client()
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    assert not client.get_model_version("rare-triage", version).aliases
+    assert tracking.set_challenger(client, "rare-triage", version)
     assert str(client.get_model_version_by_alias("rare-triage", "challenger").version) == version
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/p.png"]
 
@@ -175,7 +177,7 @@ def test_a_training_run_is_tracked_in_postgres_with_its_artifacts_in_the_bucket(
             run_id, version = _train(tmp_path / "home", url, server)
             client = MlflowClient(tracking_uri=url, registry_uri=url)
             run = client.get_run(run_id)
-            model_version = client.get_model_version_by_alias(DEFAULT_REGISTERED_MODEL, "challenger")
+            model_version = client.get_model_version(DEFAULT_REGISTERED_MODEL, version)
             plots = [a.path for a in client.list_artifacts(run_id, "plots")]
             experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT)
             assert experiment is not None

@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 
 from rare_triage.defs.deployment.gating import GATED_ASSETS, blocking_check_outcomes, exported_from_current_model
-from rare_triage.defs.deployment.registry import record_hashes
+from rare_triage.defs.deployment.registry import make_challenger, record_hashes
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.bucket import ModelBucketResource
 from rare_triage.defs.shared.mlflow import MlflowTracking
@@ -43,6 +43,7 @@ def _timing_matrix(model: ModelBundle, exported: ExportedModel) -> np.ndarray:
     ins={"triage_model": dg.AssetIn(key=c.TRIAGE_MODEL)},
     # the training gates are blocking checks on these two: a model that fails one is not even exported
     deps=[c.MODEL_EVALUATION, c.EXTERNAL_VALIDATION],
+    kinds={"onnx", "scikitlearn"},
     description="The whole chosen pipeline (preprocessing + classifier) as ONNX: one float32 input "
     "`features` [N, F], output `probabilities` [N, classes]. Parity with the native model is a blocking check.",
 )
@@ -87,11 +88,12 @@ def onnx_model(context: dg.AssetExecutionContext, triage_model: ModelBundle) -> 
         "reference_profile": dg.AssetIn(key=c.REFERENCE_PROFILE),
     },
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=MODEL_MAX_AGE_DAYS)),
+    kinds={"onnx", "s3", "mlflow"},  # the bucket is S3-compatible (a local folder by default); hashes in the registry
     description="models/rare-triage/<version>/model.onnx + phenotype_encoding.json + hpo_xrefs.json + "
     "monitoring_reference.json + manifest.json "
     "(which holds the table files' sha256) in the bucket (immutable, content-addressed), then the dev pointer "
     "moved to it after a read-back hash verification. Refuses to publish unless every blocking check passed on the "
-    "current materializations.",
+    "current materializations; the published version then gets the MLflow alias `challenger`.",
 )
 def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by parameter name
     context: dg.AssetExecutionContext,
@@ -143,6 +145,7 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
     # the registry keeps the hashes outside the bucket: promotion and rollback verify the files against them
     tagged = record_hashes(mlflow, published, manifest["mlflow_model_version"])
     pointer = move_pointer(target, DEV, published.version)
+    challenger = make_challenger(mlflow, manifest["mlflow_model_version"])  # gates passed: what dev serves now
     return dg.Output(
         {"version": published.version, "bucket": target.uri, "pointer": pointer_key(DEV), **vars(pointer)},
         metadata={
@@ -162,5 +165,6 @@ def published_model(  # noqa: PLR0917 - Dagster passes inputs and resources by p
             "mlflow_run_id": str(manifest["mlflow_run_id"]),
             "mlflow_model_version": str(manifest["mlflow_model_version"]),
             "registry_hash_tags_set": dg.MetadataValue.json(tagged),
+            "mlflow_alias": "challenger" if challenger else "-",
         },
     )

@@ -1,4 +1,5 @@
-"""The model registry's side of deployment: the champion alias and the hashes recorded at publication."""
+"""The model registry's side of deployment: the challenger and champion aliases and the hashes recorded at
+publication."""
 
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -9,6 +10,7 @@ from rare_triage.defs.shared.mlflow import MlflowTracking
 from rare_triage.lib.deployment.promotion import CHAMPION_ALIAS, RegistryHashes
 from rare_triage.lib.deployment.publication import PublishedVersion, RecordedHashes
 from rare_triage.lib.deployment.registry_hashes import recorded_in_tags, tags_to_set
+from rare_triage.lib.training.tracking import set_challenger
 
 
 def champion_setter(mlflow: MlflowTracking) -> Callable[[Mapping[str, Any]], None]:
@@ -50,3 +52,9 @@ def record_hashes(mlflow: MlflowTracking, published: PublishedVersion, number: s
     for key, value in tags.items():
         client.set_model_version_tag(mlflow.registered_model_name, number, key, value)
     return tags
+
+
+def make_challenger(mlflow: MlflowTracking, number: str | None) -> bool:
+    """Every blocking check passed on registry version `number` and it was published: tag it `gates=passed` and give
+    it the alias `challenger` (refused, ValueError, if one of its `gate.<check>` tags says failed)."""
+    return set_challenger(mlflow.client(), mlflow.registered_model_name, number)

@@ -5,9 +5,11 @@ Not dagster-mlflow: its resource leaves the MLflow run RUNNING unless the job ca
 `with mlflow.start_run(...)`, so the run is closed by the `with` on every launch path.
 """
 
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, urlparse
 
 import dagster as dg
 import mlflow
@@ -23,6 +25,9 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
 MLFLOW_DB = "mlflow.db"
+# Where `mlflow ui --backend-store-uri <the local sqlite store>` serves by default (the command `make run` prints).
+LOCAL_UI_URL = "http://127.0.0.1:5000"
+UI_URL_ENV = "RARE_TRIAGE_MLFLOW_UI_URL"
 
 
 def default_mlflow_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -49,6 +54,12 @@ class MlflowTracking(dg.ConfigurableResource):
     )
     experiment_name: str = Field(default=DEFAULT_EXPERIMENT)
     registered_model_name: str = Field(default=DEFAULT_REGISTERED_MODEL)
+    ui_url: str | None = Field(
+        default=None,
+        description=f"Base URL of the MLflow UI for the links in asset metadata; default ${UI_URL_ENV}, else the "
+        f"tracking URI when it is a server (http/https), else {LOCAL_UI_URL} for a local store (`mlflow ui`); "
+        "'none': no link",
+    )
 
     def _local_dir(self) -> Path:
         return Path(self.local_dir) if self.local_dir else default_mlflow_dir()
@@ -99,3 +110,30 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def get_run(self, run_id: str) -> Run:
         return self.client().get_run(run_id)
+
+    def resolved_ui_url(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The MLflow UI's base URL (no trailing slash), or None where no UI address can be formed (a remote
+        store other than an MLflow server, or 'none' configured)."""
+        env = os.environ if environ is None else environ
+        configured = self.ui_url or env.get(UI_URL_ENV)
+        if configured:
+            return None if configured.strip().lower() == "none" else configured.rstrip("/")
+        tracking = self.resolved_tracking_uri()
+        scheme = urlparse(tracking).scheme
+        if scheme in ("http", "https"):
+            return tracking.rstrip("/")
+        if scheme in ("sqlite", "file") or (not scheme and "/" in tracking):  # a local store ("databricks" is not)
+            return LOCAL_UI_URL
+        return None
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        """The run's page in the MLflow UI, or None (see resolved_ui_url)."""
+        base = self.resolved_ui_url()
+        return f"{base}/#/experiments/{quote(experiment_id, safe='')}/runs/{quote(run_id, safe='')}" if base else None
+
+    def model_version_url(self, version: str | None) -> str | None:
+        """The registered model version's page in the MLflow UI, or None (no version, or no UI address)."""
+        base = self.resolved_ui_url()
+        if not base or version is None:
+            return None
+        return f"{base}/#/models/{quote(self.registered_model_name, safe='')}/versions/{quote(str(version), safe='')}"

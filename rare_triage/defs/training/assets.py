@@ -1,5 +1,6 @@
-"""Training assets: training_set (temporal windows) -> triage_model (search, calibration, thresholds, MLflow
-registry alias `challenger`). Evaluation and external validation are in evaluation_assets."""
+"""Training assets: training_set (temporal windows) -> triage_model (search, calibration, thresholds, a new MLflow
+registry version tagged `gates=pending`; `challenger` only once every gate passed, at publication). Evaluation and
+external validation are in evaluation_assets."""
 
 import dagster as dg
 import pandas as pd
@@ -12,7 +13,8 @@ from rare_triage.defs.training.config import TrainingSetConfig, TriageModelConfi
 from rare_triage.lib.features.phenotype_encoding import phenotype_encoding
 from rare_triage.lib.reference.frames import reference_from_frames
 from rare_triage.lib.training import tracking
-from rare_triage.lib.training.columns import ORPHAN_INDEX, label_codes
+from rare_triage.lib.training.columns import ORPHAN_INDEX, feature_set_columns, label_codes, model_inputs
+from rare_triage.lib.training.datasets import local_database, log_window_dataset, window_dataset
 from rare_triage.lib.training.model import build_triage_model
 from rare_triage.lib.training.plots import calibration_png, markdown_image, pr_curves_png
 from rare_triage.lib.training.report import json_safe, markdown_table, metric_value
@@ -29,6 +31,17 @@ from rare_triage.lib.training.windows import (
 
 REFERENCE_IN = dg.AssetIn(key=c.HPO_REFERENCE_TABLES)
 MIN_VALIDATION_ORPHANS = 100  # below this a threshold for recall 0.95 rests on a handful of cases
+
+
+def mlflow_links(
+    mlflow: MlflowTracking, experiment_id: str, run_id: str, version: str | None
+) -> dict[str, dg.MetadataValue]:
+    """`mlflow_run_url` and `mlflow_model_version_url` metadata where an MLflow UI address can be formed."""
+    links = {
+        "mlflow_run_url": mlflow.run_url(experiment_id, run_id),
+        "mlflow_model_version_url": mlflow.model_version_url(version),
+    }
+    return {name: dg.MetadataValue.url(url) for name, url in links.items() if url}
 
 
 @dg.asset(
@@ -66,7 +79,8 @@ def training_set(
                     f"(partitions present: {days[0] if days else None}..{days[-1] if days else None})"
                 )
             frames[name] = compact_features(frame)
-    dataset = TrainingSet(windows=windows, **frames)
+    # the warehouse file is recorded as the datasets' source (a connection string that may hold a token is not)
+    dataset = TrainingSet(windows=windows, **frames, table=config.table, database=local_database(duckdb.database))
     partitions = dataset.partitions()
     distribution = {name: label_distribution(frame) for name, frame in dataset.frames()}
     table = pd.DataFrame(distribution).T.rename_axis("window").reset_index()
@@ -97,7 +111,8 @@ def training_set(
     kinds={"scikitlearn", "xgboost", "mlflow"},
     description="Candidate pipelines (LR, depth-bounded RF, XGBoost x class weights / oversampling, a two-stage "
     "comparison) cross-validated on the training window; the chosen one refitted, calibrated if it helps, its "
-    "orphan threshold tuned on validation for the target recall; logged and registered in MLflow as `challenger`.",
+    "orphan threshold tuned on validation for the target recall; logged and registered in MLflow as a new version "
+    "(tag gates=pending; alias `challenger` only after every blocking gate passed, set by published_model).",
 )
 def triage_model(
     context: dg.AssetExecutionContext,
@@ -126,6 +141,20 @@ def triage_model(
             }
         )
         tracking.log_json(partitions, "partitions.json")
+        columns = feature_set_columns(config.feature_set, list(training_set.train.columns))
+        datasets = {
+            name: window_dataset(
+                frame,
+                columns,
+                window=name,
+                day_window=training_set.windows.window(name),
+                table=training_set.table,
+                database=training_set.database,
+            )
+            for name, frame in (("train", training_set.train), ("validation", training_set.validation))
+        }
+        for name, dataset in datasets.items():
+            log_window_dataset(dataset, name)
         outcome = train_triage_model(training_set.train, training_set.validation, training_config, log=context.log.info)
         tracking.log_params(
             {
@@ -134,23 +163,49 @@ def triage_model(
                 "orphan_threshold_limited_by": outcome.policy.limited_by,
             }
         )
+        candidate_runs = tracking.log_candidate_runs(
+            outcome.cv_results,
+            chosen=outcome.spec.name,
+            params=training_config.params,
+            search={
+                "cv_folds": config.cv_folds,
+                "cv_rows": outcome.cv_rows,
+                "selection_metric": config.selection_metric,
+                "target_recall": config.target_recall,
+                "feature_set": config.feature_set,
+            },
+            tags=tags,
+        )
         cv_table = outcome.cv_table()
-        for row in cv_table.to_dict(orient="records"):
-            tracking.log_metrics(
-                {k: v for k, v in row.items() if k not in ("candidate", "servable")}, f"cv.{row['candidate']}."
-            )
-        tracking.log_metrics(outcome.validation_metrics, "validation.")
-        tracking.log_metrics(outcome.policy.as_dict(), "policy.")
-        tracking.log_metrics(outcome.timings, "time.")
-        tracking.log_metrics(outcome.calibration_report, "calibration.")
-        tracking.log_table(cv_table, "cv_results.csv")
+        chosen_cv = next((r for r in outcome.cv_results if r.spec == outcome.spec), None)
+        tracking.log_metric_details(
+            {
+                "validation": outcome.validation_metrics,
+                "policy": outcome.policy.as_dict(),
+                "timings_seconds": outcome.timings,
+                "calibration": outcome.calibration_report,
+                "cv": {"folds": config.cv_folds, "rows": outcome.cv_rows, "candidates": cv_table},
+            }
+        )
+        if not cv_table.empty:
+            tracking.log_result_table(cv_table, "tables/cv_results.json")
         y_val = label_codes(training_set.validation["label"])
         pr_png = pr_curves_png(y_val, outcome.validation_proba, "Precision-recall (validation window)")
         cal_png = calibration_png(y_val, outcome.validation_proba, title="Calibration (validation window)")
         tracking.log_png(pr_png, "validation_pr_curves.png")
         tracking.log_png(cal_png, "validation_calibration.png")
-        model_info = tracking.log_pipeline(outcome.pipeline)
-        version = tracking.register_challenger(
+        train_inputs = model_inputs(training_set.train, outcome.feature_columns)
+        model_info = tracking.log_pipeline(
+            outcome.pipeline,
+            signature=tracking.model_signature(outcome.pipeline, train_inputs),
+            example=tracking.input_example(train_inputs, seed=training_config.params.seed),
+        )
+        tracking.log_headline_metrics(
+            tracking.headline_metrics(outcome.validation_metrics, outcome.policy.as_dict(), chosen_cv),
+            model_id=model_info.model_id,
+            validation=datasets["validation"],
+        )
+        version = tracking.register_version(
             mlflow.client(),
             model_info,
             mlflow.registered_model_name,
@@ -208,7 +263,9 @@ def triage_model(
             "timings_s": dg.MetadataValue.json({k: round(v, 2) for k, v in outcome.timings.items()}),
             "mlflow_run_id": run.info.run_id,
             "mlflow_model_version": str(version),
-            "registered_model": f"{mlflow.registered_model_name}@challenger",
+            "registered_model": f"{mlflow.registered_model_name} version {version}",
+            "mlflow_candidate_runs": len(candidate_runs),
+            **mlflow_links(mlflow, run.info.experiment_id, run.info.run_id, version),
             "data_fingerprint": fingerprint,
             "code_revision": revision,
             "validation_pr_curves": dg.MetadataValue.md(markdown_image(pr_png, "validation PR curves")),

@@ -1,7 +1,8 @@
 """The gates of the issue as blocking asset checks: a model that fails one is neither exported nor published.
 
-Each check also tags the registered model version (`gate.<check>` = passed / failed) so the promotion gate
-can read the verdicts from the MLflow registry.
+Each check also tags the registered model version (`gate.<check>` = passed / failed, summed up as `gates` and
+`failed_gates`) so the promotion gate and whoever browses the registry read the verdicts there. A version that failed
+a gate never holds the alias `challenger`: published_model gives it only after every blocking check passed.
 """
 
 import inspect
@@ -36,9 +37,10 @@ AssetT = TypeVar("AssetT", bound=_OfModelVersion)
 
 
 def _result(mlflow: MlflowTracking, version: str | None, name: str, gate: gates.GateResult) -> dg.AssetCheckResult:
-    tracking.set_version_tags(
-        mlflow.client(), mlflow.registered_model_name, version, {f"gate.{name}": "passed" if gate.passed else "failed"}
-    )
+    client, model = mlflow.client(), mlflow.registered_model_name
+    tracking.record_gate_verdicts(client, model, version, {name: gate.passed})
+    if version is not None:  # `gates` / `failed_gates` follow the verdicts; a failed version loses `challenger`
+        tracking.refresh_gate_summary(client, model, version)
     metadata = {
         k: dg.MetadataValue.json(json_safe(v)) if isinstance(v, dict | list) else json_safe(v)
         for k, v in gate.metadata.items()

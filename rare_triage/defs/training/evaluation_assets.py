@@ -9,7 +9,7 @@ import pandas as pd
 
 from rare_triage.defs.shared import keys as c
 from rare_triage.defs.shared.mlflow import MlflowTracking
-from rare_triage.defs.training.assets import REFERENCE_IN
+from rare_triage.defs.training.assets import REFERENCE_IN, mlflow_links
 from rare_triage.defs.training.config import ExternalValidationConfig, ModelEvaluationConfig
 from rare_triage.lib.reference.frames import reference_from_frames
 from rare_triage.lib.reference.loaders import load_incidental_findings, load_phenopackets
@@ -18,6 +18,7 @@ from rare_triage.lib.training import tracking
 from rare_triage.lib.training.ablation import run_ablation, shortcut_warning
 from rare_triage.lib.training.candidates import CandidateSpec, ModelParams
 from rare_triage.lib.training.columns import model_inputs
+from rare_triage.lib.training.datasets import log_window_dataset, window_dataset
 from rare_triage.lib.training.evaluate import ModelEvaluation, evaluate_model, headline_table
 from rare_triage.lib.training.external import (
     ExternalValidation,
@@ -82,6 +83,15 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
     }
     with mlflow.start_run("model_evaluation", tags=tags, parent_run_id=triage_model.mlflow_run_id) as run:
         tracking.log_params({"test_partitions": ",".join(training_set.partitions()["test"]), **config.model_dump()})
+        test_dataset = window_dataset(
+            training_set.test,
+            columns,
+            window="test",
+            day_window=training_set.windows.window("test"),
+            table=training_set.table,
+            database=training_set.database,
+        )
+        log_window_dataset(test_dataset, "test")
         evaluation = evaluate_model(
             triage_model.pipeline,
             columns,
@@ -141,6 +151,7 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
             "orphan_pr_auc": metric_value(m["orphan_pr_auc"]),
             "non_orphan_flag_rate": metric_value(m["non_orphan_flag_rate"]),
             "mlflow_run_id": run.info.run_id,
+            **mlflow_links(mlflow, run.info.experiment_id, run.info.run_id, triage_model.mlflow_model_version),
             **{name: dg.MetadataValue.md(markdown_image(png, name)) for name, png in plots.items()},
         },
     )
@@ -250,5 +261,6 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
             "feature_ablation": dg.MetadataValue.md(markdown_table(ablation) if not ablation.empty else "not run"),
             "shortcut_warning": warning or "none",
             "mlflow_run_id": run.info.run_id,
+            **mlflow_links(mlflow, run.info.experiment_id, run.info.run_id, triage_model.mlflow_model_version),
         },
     )

@@ -14,6 +14,7 @@ import pandas as pd
 from rare_triage.lib import schema
 
 WINDOW_NAMES = ("train", "validation", "test")
+DEFAULT_FEATURES_TABLE = "features.encounter_features"
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
@@ -68,6 +69,13 @@ class TemporalWindows:
 
     def as_dict(self) -> dict[str, dict[str, str]]:
         return {name: window.as_dict() for name, window in self.items()}
+
+    def window(self, name: str) -> DayWindow:
+        """The window called `name` (one of WINDOW_NAMES)."""
+        windows = dict(self.items())
+        if name not in windows:
+            raise ValueError(f"window: {name!r} is not one of {list(WINDOW_NAMES)}")
+        return windows[name]
 
 
 def explicit_windows(bounds: Mapping[str, str | None]) -> TemporalWindows:
@@ -127,14 +135,30 @@ def partitions_query(table: str) -> str:
     return f"SELECT DISTINCT strftime(CAST(partition_day AS DATE), '%Y-%m-%d') AS day FROM {table} ORDER BY day"
 
 
+def partition_rows_query(table: str, n_days: int) -> str:
+    """SELECT of the rows of `n_days` given partition days (parameters: the days as 'YYYY-MM-DD')."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"table: {table!r} is not a table name like 'features.encounter_features'")
+    if n_days < 1:
+        raise ValueError(f"partitions: at least one day is needed, got {n_days}")
+    days = ", ".join("CAST(? AS DATE)" for _ in range(n_days))
+    return (
+        f"SELECT * REPLACE (strftime(CAST(partition_day AS DATE), '%Y-%m-%d') AS partition_day) FROM {table} "
+        f"WHERE CAST(partition_day AS DATE) IN ({days}) ORDER BY partition_day, encounter_key"
+    )
+
+
 @dataclass(frozen=True)
 class TrainingSet:
-    """The rows of the three windows, read from the features table, with the days each window holds."""
+    """The rows of the three windows, read from the features table, with the days each window holds; `table` and
+    `database` say where they were read from (the source of the MLflow datasets)."""
 
     windows: TemporalWindows
     train: pd.DataFrame
     validation: pd.DataFrame
     test: pd.DataFrame
+    table: str = DEFAULT_FEATURES_TABLE
+    database: str | None = None
 
     def frames(self) -> list[tuple[str, pd.DataFrame]]:
         return [("train", self.train), ("validation", self.validation), ("test", self.test)]

@@ -320,3 +320,6 @@ def test_publication_records_the_hashes_in_the_registry(
     assert tags[VERSION_TAG] == metadata["version"].value
     recorded = registry_hashes(mlflow)("1")
     assert recorded is not None and recorded.manifest_sha256 == metadata["manifest_sha256"].value
+    # published after every blocking check passed: the version is the challenger, its gates passed
+    assert str(client.get_model_version_by_alias(DEFAULT_REGISTERED_MODEL, "challenger").version) == "1"
+    assert tags["gates"] == "passed" and metadata["mlflow_alias"].value == "challenger"

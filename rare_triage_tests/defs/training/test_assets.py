@@ -1,24 +1,36 @@
 """The training assets and their gates materialized together on a small synthetic warehouse."""
 
 import copy
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 import rare_triage.defs.training
 from rare_triage.defs.shared import keys as c
+from rare_triage.defs.shared.mlflow import LOCAL_UI_URL
 from rare_triage.defs.training import evaluation_assets
 from rare_triage.lib.deployment.model_bundle import ModelBundle
 from rare_triage.lib.reference.ontology import ReferenceTables
+from rare_triage.lib.training import tracking
 from rare_triage.lib.training.evaluate import ModelEvaluation
 from rare_triage.lib.training.external import ExternalValidation
 from rare_triage.lib.training.model import TriageModel
 from rare_triage.lib.training.windows import TrainingSet
-from rare_triage_tests.defs.training.conftest import SMALL_RUN_CONFIG, mlflow_resource, reference_stub, resources
+from rare_triage_tests.defs.training.conftest import (
+    SMALL_MODEL_CONFIG,
+    SMALL_RUN_CONFIG,
+    mlflow_resource,
+    reference_stub,
+    resources,
+)
 from rare_triage_tests.helpers.domains import domain_assets, domain_checks
 
 TRAINING_ASSETS = domain_assets(rare_triage.defs.training)
@@ -108,14 +120,19 @@ def _metadata(materialized: Materialized, key: dg.AssetKey) -> dict[str, dg.Meta
     raise AssertionError(f"{key} not materialized")
 
 
-def test_triage_model_is_a_trained_model_registered_as_challenger(materialized: Materialized) -> None:
+def test_triage_model_is_a_trained_model_registered_with_its_gates_pending_and_no_alias(
+    materialized: Materialized,
+) -> None:
     model = _output(materialized, "triage_model")
     assert isinstance(model, TriageModel) and isinstance(model, ModelBundle)
     assert model.candidate in {"logistic_regression+class_weight", "xgboost+class_weight"}
     assert not {"encounter_key", "patient_key", "partition_day", "label"} & set(model.feature_columns)
     client = materialized.client()
-    version = client.get_model_version_by_alias("rare-triage", "challenger")
-    assert str(version.version) == model.mlflow_model_version and version.run_id == model.mlflow_run_id
+    version = client.get_model_version("rare-triage", model.mlflow_model_version)
+    assert version.run_id == model.mlflow_run_id
+    # every gate passed but nothing was published: `challenger` is given at publication only
+    assert version.tags["gates"] == "pending" and "failed_gates" not in version.tags and not version.aliases
+    assert {f"gate.{name}" for name in ALL_CHECKS} <= set(version.tags)
     run = client.get_run(model.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["dagster_run_id"] == materialized.result.run_id
@@ -155,6 +172,151 @@ def test_evaluation_and_external_validation_are_logged_as_child_runs(materialize
     assert plots == {"plots/test_pr_curves.png", "plots/test_calibration.png", "plots/test_confusion_matrix.png"}
     metadata = _metadata(materialized, c.MODEL_EVALUATION)
     assert metadata["test_confusion_matrix"].value.startswith("![test_confusion_matrix](data:image/png;base64,")
+
+
+def _dataset_inputs(run: Run) -> dict[str, dict[str, object]]:
+    """context -> the logged dataset's name, source (parsed) and profile (parsed)."""
+    out = {}
+    for dataset_input in run.inputs.dataset_inputs:
+        context = next(t.value for t in dataset_input.tags if t.key == "mlflow.data.context")
+        dataset = dataset_input.dataset
+        out[context] = {
+            "name": dataset.name,
+            "source_type": dataset.source_type,
+            "source": json.loads(dataset.source),
+            "profile": json.loads(dataset.profile),
+            "schema": json.loads(dataset.schema),
+        }
+    return out
+
+
+def test_the_training_run_is_readable_and_each_candidate_is_a_child_run(materialized: Materialized) -> None:
+    model = _output(materialized, "triage_model")
+    client = materialized.client()
+    run = client.get_run(model.mlflow_run_id)
+    # the parent keeps the chosen model's headline numbers, not one metric per candidate and score
+    assert 0 < len(run.data.metrics) <= tracking.MAX_HEADLINE_METRICS
+    assert {"validation.orphan_recall", "validation.orphan_pr_auc", "policy.orphan_threshold"} <= set(run.data.metrics)
+    assert not [
+        k for k in run.data.metrics if any(k.startswith(f"cv.{name}") for name in SMALL_MODEL_CONFIG["candidates"])
+    ]
+    artifacts = {a.path for a in client.list_artifacts(model.mlflow_run_id, "metrics")}
+    assert "metrics/details.json" in artifacts
+    details = mlflow.artifacts.load_dict(
+        client.get_run(model.mlflow_run_id).info.artifact_uri + "/metrics/details.json"
+    )
+    assert details["validation"]["orphan_recall"] == pytest.approx(model.metrics["validation_orphan_recall"])
+    assert {"tables/cv_results.json", "tables/cv_results.csv"} & {
+        a.path for a in client.list_artifacts(model.mlflow_run_id, "tables")
+    } == {"tables/cv_results.json"}
+    children = client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{model.mlflow_run_id}' and tags.run_kind = 'cv_candidate'",
+    )
+    assert sorted(r.info.run_name for r in children) == sorted(SMALL_MODEL_CONFIG["candidates"])
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert set(child.data.metrics) == set(tracking.CANDIDATE_METRICS)
+        assert child.data.params["cv_folds"] == str(SMALL_MODEL_CONFIG["cv_folds"])
+        assert child.data.tags["dagster_run_id"] == materialized.result.run_id
+        assert child.data.tags["chosen"] == str(child.info.run_name == model.candidate).lower()
+    cv_rows = {row["candidate"]: row for row in model.cv_results}
+    for child in children:
+        assert child.data.metrics["orphan_pr_auc"] == pytest.approx(
+            cv_rows[child.info.run_name]["orphan_pr_auc"], abs=1e-4
+        )
+    metadata = _metadata(materialized, c.TRIAGE_MODEL)
+    assert metadata["mlflow_candidate_runs"].value == len(SMALL_MODEL_CONFIG["candidates"])
+
+
+def test_the_logged_model_has_a_signature_an_input_example_and_the_training_datasets(
+    materialized: Materialized,
+) -> None:
+    model = _output(materialized, "triage_model")
+    dataset = _output(materialized, "training_set")
+    client = materialized.client()
+    version = client.get_model_version("rare-triage", model.mlflow_model_version)
+    local = mlflow.artifacts.download_artifacts(
+        version.source, tracking_uri=mlflow_resource(materialized.mlflow_folder).resolved_tracking_uri()
+    )
+    logged = mlflow.models.Model.load(local)
+    assert logged.signature is not None
+    assert logged.signature.inputs.input_names() == model.feature_columns
+    assert [s.shape for s in logged.signature.outputs.inputs] == [(-1, len(model.class_labels))]
+    example = logged.load_input_example(local)
+    assert list(example.columns) == model.feature_columns and 0 < len(example) <= tracking.INPUT_EXAMPLE_ROWS
+    partitions = dataset.partitions()
+    inputs = _dataset_inputs(client.get_run(model.mlflow_run_id))
+    assert set(inputs) == {"training", "validation"}
+    for context, window in (("training", "train"), ("validation", "validation")):
+        logged_input = inputs[context]
+        assert logged_input["source_type"] == "rare_triage_feature_partitions"
+        assert logged_input["source"]["partitions"] == partitions[window]
+        assert logged_input["source"]["table"] == c.FEATURES_TABLE
+        assert logged_input["source"]["database"] == str(materialized.warehouse.resolve())
+        days = dataset.windows.window(window)
+        assert logged_input["name"] == f"encounter_features {window} {days.start}..{days.end}"
+        assert logged_input["profile"]["num_rows"] == len(getattr(dataset, window))
+        assert [col["name"] for col in logged_input["schema"]["mlflow_colspec"]] == [*model.feature_columns, "label"]
+    evaluation = _output(materialized, "model_evaluation")
+    test_inputs = _dataset_inputs(client.get_run(evaluation.mlflow_run_id))
+    assert set(test_inputs) == {"test"} and test_inputs["test"]["source"]["partitions"] == partitions["test"]
+
+
+_HEX32 = re.compile(rb"[0-9a-f]{32}")
+
+
+def test_no_encounter_or_patient_key_reaches_the_training_run_or_the_model(
+    materialized: Materialized, tmp_path: Path
+) -> None:
+    model = _output(materialized, "triage_model")
+    dataset = _output(materialized, "training_set")
+    keys = {
+        str(k).encode()
+        for _, frame in dataset.frames()
+        for column in ("encounter_key", "patient_key")
+        for k in frame[column]
+    }
+    assert all(_HEX32.fullmatch(k) for k in keys)  # the scan below would see them
+    client = materialized.client()
+    tracking_uri = mlflow_resource(materialized.mlflow_folder).resolved_tracking_uri()
+    version = client.get_model_version("rare-triage", model.mlflow_model_version)
+    folders = [
+        Path(
+            mlflow.artifacts.download_artifacts(
+                version.source, dst_path=str(tmp_path / "model"), tracking_uri=tracking_uri
+            )
+        ),
+        Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=model.mlflow_run_id, dst_path=str(tmp_path / "run"), tracking_uri=tracking_uri
+            )
+        ),
+    ]
+    files = [f for folder in folders for f in folder.rglob("*") if f.is_file()]
+    assert any(f.name == "input_example.json" for f in files) and any(f.name == "details.json" for f in files)
+    run = client.get_run(model.mlflow_run_id)
+    texts = [f.read_bytes() for f in files]
+    texts.append(json.dumps([run.data.params, run.data.tags]).encode())
+    texts.extend(i.dataset.to_proto().SerializeToString() for i in run.inputs.dataset_inputs)
+    leaked = {token for text in texts for token in _HEX32.findall(text)} & keys
+    assert not leaked
+
+
+def test_model_assets_link_to_their_mlflow_run_and_registered_version(materialized: Materialized) -> None:
+    model = _output(materialized, "triage_model")
+    client = materialized.client()
+    experiment_id = client.get_run(model.mlflow_run_id).info.experiment_id
+    version_url = f"{LOCAL_UI_URL}/#/models/rare-triage/versions/{model.mlflow_model_version}"
+    for key, run_id in (
+        (c.TRIAGE_MODEL, model.mlflow_run_id),
+        (c.MODEL_EVALUATION, _output(materialized, "model_evaluation").mlflow_run_id),
+        (c.EXTERNAL_VALIDATION, _output(materialized, "external_validation").mlflow_run_id),
+    ):
+        metadata = _metadata(materialized, key)
+        assert isinstance(metadata["mlflow_run_url"], dg.UrlMetadataValue)
+        assert metadata["mlflow_run_url"].value == f"{LOCAL_UI_URL}/#/experiments/{experiment_id}/runs/{run_id}"
+        assert metadata["mlflow_model_version_url"].value == version_url
 
 
 def _rerun(
@@ -203,6 +365,12 @@ def test_a_failing_gate_blocks_downstream_steps(materialized: Materialized) -> N
     assert not gate.passed
     done = {e.event_specific_data.materialization.asset_key for e in result.get_asset_materialization_events()}
     assert c.EXTERNAL_VALIDATION not in done
+    # the version stays registered, says which gate failed, and holds no alias
+    version = materialized.client().get_model_version(
+        "rare-triage", _output(materialized, "triage_model").mlflow_model_version
+    )
+    assert version.tags["gates"] == "failed" and "orphan_recall_gate" in version.tags["failed_gates"].split(",")
+    assert not version.aliases
 
 
 def test_a_failing_asset_leaves_its_mlflow_run_failed(

@@ -11,6 +11,7 @@ from rare_triage.lib.training.windows import (
     explicit_windows,
     label_distribution,
     last_days_windows,
+    partition_rows_query,
     partitions_query,
     require_all_labels,
     window_query,
@@ -86,11 +87,25 @@ def test_window_query_reads_one_window_whatever_the_partition_column_type(day_ty
     rows = conn.execute(window_query("features.t"), ["2025-01-03", "2025-01-05"]).df()
     assert rows["partition_day"].tolist() == ["2025-01-03", "2025-01-04", "2025-01-05"]
     assert [r[0] for r in conn.execute(partitions_query("features.t")).fetchall()] == DAYS[:10]
+    picked = conn.execute(partition_rows_query("features.t", 2), ["2025-01-07", "2025-01-02"]).df()
+    assert picked["partition_day"].tolist() == ["2025-01-02", "2025-01-07"]
+    assert picked["encounter_key"].tolist() == ["e1", "e6"]
 
 
 def test_table_names_are_checked_before_reaching_sql() -> None:
     with pytest.raises(ValueError, match="table: 'x; DROP TABLE y'"):
         window_query("x; DROP TABLE y")
+    with pytest.raises(ValueError, match="table: 'x; DROP TABLE y'"):
+        partition_rows_query("x; DROP TABLE y", 1)
+    with pytest.raises(ValueError, match="at least one day"):
+        partition_rows_query("features.t", 0)
+
+
+def test_a_window_is_found_by_name() -> None:
+    windows = last_days_windows(DAYS, train_days=0, validation_days=3, test_days=2)
+    assert windows.window("validation") == windows.validation
+    with pytest.raises(ValueError, match="'holdout' is not one of"):
+        windows.window("holdout")
 
 
 def test_label_distribution_lists_every_label_and_missing_labels_are_named() -> None:
