@@ -32,8 +32,13 @@ run: setup setup-serving $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m rare_triage demo --days $(DAYS)
 	MODEL_ENV=dev $(SERVING_BIN)/python -m serving --announce
 
+# The Dagster UI (webserver and daemon) on 127.0.0.1:$(UI_PORT). dg dev starts in DAGSTER_HOME, where the instance's
+# dagster.yaml is (started here it would warn that ./dagster.yaml, the template copied above, is not the instance's);
+# the homes are passed as absolute paths. VIRTUAL_ENV tells dg that .venv is the project's environment.
+UI_PORT ?= 3000
 ui: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	cd $(DAGSTER_HOME) && RARE_TRIAGE_HOME=$(abspath $(RARE_TRIAGE_HOME)) DAGSTER_HOME=$(abspath $(DAGSTER_HOME)) \
+		VIRTUAL_ENV=$(abspath $(VENV)) $(abspath $(BIN))/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 # lint-imports checks the import contracts of pyproject.toml; dg check defs loads the Dagster definitions against the
 # instance in DAGSTER_HOME (telemetry off there), VIRTUAL_ENV telling dg that .venv is the project's environment.

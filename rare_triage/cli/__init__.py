@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import os
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -92,24 +93,41 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = build_parser().parse_args(argv)
     env = dict(os.environ if environ is None else environ)
     if args.command == "demo":
-        from rare_triage.cli.demo import run_demo  # noqa: PLC0415 - lazy: --help must not load Dagster
-
-        run_demo(args.days, args.end, args.train)
-        return 0
+        return _demo(args)
     if args.command == "smoke":
         return _smoke(args, env)
-    from rare_triage.cli import models  # noqa: PLC0415 - lazy: --help must not load Dagster
+    # status needs no Dagster; promote and rollback run deployment jobs (rare_triage.cli.models)
+    from rare_triage.cli.status import CommandError, status  # noqa: PLC0415 - lazy: --help imports nothing heavy
 
     try:
         if args.command == "status":
-            print(models.status(env))
+            print(status(env))
             return 0
+        from rare_triage.cli import models  # noqa: PLC0415 - lazy: status must not load Dagster
+
         if args.command == "promote":
             return models.promote(args.tolerance, env)
         return models.rollback(args.env, args.version, env)
-    except models.CommandError as exc:
+    except CommandError as exc:
         print(exc, file=sys.stderr)
         return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """The demo's exit code: 2 for an argument it refuses (before anything loads when it can tell), 1 when a run
+    failed."""
+    started = time.monotonic()
+    from rare_triage.cli.demo_plan import DemoArgumentError, check_days  # noqa: PLC0415 - light: no Dagster
+
+    try:
+        check_days(args.days, args.train)
+        print(f"demo: {args.days} days to {args.end}; loading Dagster and the code location", flush=True)
+        from rare_triage.cli.demo import run_demo  # noqa: PLC0415 - lazy: --help must not load Dagster
+
+        return run_demo(args.days, args.end, args.train, started=started)
+    except DemoArgumentError as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
 
 def _smoke(args: argparse.Namespace, env: Mapping[str, str]) -> int:

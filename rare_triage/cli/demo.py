@@ -3,34 +3,35 @@
 Materializes the reference tables, `days` daily partitions (raw -> anonymized -> features), then trains, evaluates,
 exports and publishes the model (train_and_publish_job: MLflow in sqlite, the local bucket by default), so every run,
 materialization and check result shows up in the Dagster UI afterwards (`make ui`).
+
+While it runs it shows progress on stdout (rare_triage.cli.progress: a bar on a terminal, a line per partition
+otherwise) from the runs' events (rare_triage.cli.run_reporter): partitions done, the time each took and the time
+left, then the training steps and the candidate search with its estimates. A failed run ends the demo with exit
+code 1: its check summary on stdout (every check of the training run: the gates), then on stderr the error of each
+step that failed otherwise, with its stack trace, once, and one line naming the run and its failed blocking checks.
 """
 
 import datetime as dt
 import os
+import sys
+import time
+import uuid
 from collections.abc import Sequence
 
 import dagster as dg
 
+from rare_triage.cli.demo_plan import check_days, demo_partitions
 from rare_triage.cli.instance import open_instance
-from rare_triage.cli.models import status
+from rare_triage.cli.progress import Console, Countdown, bar, format_seconds, warnings_above_status
+from rare_triage.cli.run_reporter import QUIET_CONSOLE, RunReporter
+from rare_triage.cli.status import CommandError, status
 from rare_triage.definitions import build_definitions
 from rare_triage.defs.shared import keys
 from rare_triage.defs.shared.resources import build_mlflow_resource
+from rare_triage.defs.training.config import TriageModelConfig
 from rare_triage.lib.paths import rare_triage_home
 
-MIN_TRAINING_DAYS = 21  # train 7+, validation 7, test 7 days (TrainingSetConfig defaults)
-LOG_LEVEL = "INFO"  # Dagster's console logger prints every DEBUG event otherwise
-
-
-def demo_partitions(days: int, end: dt.date) -> list[str]:
-    """The `days` daily partition keys ending on `end` (inclusive)."""
-    if days < 1:
-        raise ValueError(f"--days: must be at least 1, got {days}")
-    first = dt.date.fromisoformat(keys.PARTITIONS_START)
-    partition_keys = [(end - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
-    if dt.date.fromisoformat(partition_keys[0]) < first:
-        raise ValueError(f"--end/--days: partitions start on {keys.PARTITIONS_START}, asked from {partition_keys[0]}")
-    return partition_keys
+EXIT_RUN_FAILED = 1
 
 
 def check_lines(evaluations: Sequence[dg.AssetCheckEvaluation], only_failed: bool) -> list[str]:
@@ -49,46 +50,133 @@ def check_lines(evaluations: Sequence[dg.AssetCheckEvaluation], only_failed: boo
     return lines
 
 
-def _execute(
-    defs: dg.Definitions,
-    job_name: str,
-    instance: dg.DagsterInstance,
-    partition_key: str | None = None,
-    every_check: bool = False,
-) -> None:
-    job = defs.resolve_job_def(job_name)
-    run_config = {"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}}
-    result = job.execute_in_process(
-        run_config=run_config, instance=instance, partition_key=partition_key, raise_on_error=False
-    )
-    label = f"{job_name}[{partition_key}]" if partition_key else job_name
-    lines = check_lines(result.get_asset_check_evaluations(), only_failed=not every_check)
-    if lines:
-        print(f"{label} checks:\n" + "\n".join(lines), flush=True)
-    if not result.success:
-        raise SystemExit(f"{label} failed (run {result.run_id}); open the Dagster UI to see why")
-    print(f"{label}: ok (run {result.run_id})", flush=True)
+def failed_blocking_checks(evaluations: Sequence[dg.AssetCheckEvaluation]) -> list[str]:
+    """`asset:check` of every failed check of severity ERROR (the blocking ones: a gate, a schema)."""
+    return [
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in evaluations
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
 
 
-def run_demo(days: int, end: dt.date, train: bool = True) -> None:
+class DemoRunner:
+    """Runs the jobs of the demo one after another against `instance`, showing their progress on `console`."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> None:
+        self.defs = defs
+        self.instance = instance
+        self.console = console
+
+    def execute(
+        self,
+        job_name: str,
+        reporter: RunReporter,
+        partition_key: str | None = None,
+        every_check: bool = False,
+    ) -> dg.ExecuteInProcessResult | None:
+        """One run; its result, or None when it failed (its checks and errors printed)."""
+        run_id = str(uuid.uuid4())
+        self.instance.add_event_listener(run_id, reporter)
+        result = self.defs.resolve_job_def(job_name).execute_in_process(
+            run_config=QUIET_CONSOLE,
+            instance=self.instance,
+            partition_key=partition_key,
+            run_id=run_id,
+            raise_on_error=False,
+        )
+        evaluations = result.get_asset_check_evaluations()
+        lines = check_lines(evaluations, only_failed=not every_check)
+        if lines:
+            self.console.line(f"{reporter.label} checks:\n" + "\n".join(lines))
+        if result.success:
+            return result
+        self.console.end_status()
+        for failure in reporter.failures:
+            print(failure, file=sys.stderr, flush=True)
+        failed = failed_blocking_checks(evaluations)
+        because = f": blocking checks failed: {', '.join(failed)}" if failed else ""
+        print(f"{reporter.label} failed (run {result.run_id}){because}", file=sys.stderr, flush=True)
+        return None
+
+    def reference(self) -> bool:
+        started = time.monotonic()
+        self.console.status(f"{keys.REFERENCE_JOB}: running")
+        result = self.execute(keys.REFERENCE_JOB, RunReporter(self.console, keys.REFERENCE_JOB))
+        if result is None:
+            return False
+        took = format_seconds(time.monotonic() - started)
+        self.console.status(f"{keys.REFERENCE_JOB}: ok in {took} (run {result.run_id})")
+        self.console.end_status()
+        return True
+
+    def partitions(self, partition_keys: Sequence[str]) -> bool:
+        countdown = Countdown(len(partition_keys), time.monotonic())
+        first = f"{keys.DAILY_INGEST_JOB}: {len(partition_keys)} partitions, {partition_keys[0]} first"
+        self.console.status(first if not self.console.interactive else f"{bar(0, countdown.total)} {first}")
+        for key in partition_keys:
+            label = f"{keys.DAILY_INGEST_JOB}[{key}]"
+            result = self.execute(keys.DAILY_INGEST_JOB, RunReporter(self.console, label), key)
+            if result is None:
+                return False
+            took = format_seconds(countdown.advance(time.monotonic()))
+            progress = countdown.describe("partitions")
+            if self.console.interactive:
+                self.console.status(f"{bar(countdown.done, countdown.total)} {progress}; {key} ok in {took}")
+            else:
+                self.console.status(f"{label}: ok in {took} (run {result.run_id}); {progress}")
+        self.console.end_status()
+        return True
+
+    def check_steps(self) -> set[str]:
+        """The step keys of the code location's asset checks (`<asset>_<check>`): the check summary shows them."""
+        graph = self.defs.resolve_asset_graph()
+        return {f"{key.asset_key.to_python_identifier()}_{key.name}" for key in graph.asset_check_keys}
+
+    def train(self) -> bool:
+        job = keys.TRAIN_AND_PUBLISH_JOB
+        started = time.monotonic()
+        self.console.line(f"{job}: training, evaluation, export and publication, step by step")
+        candidates = TriageModelConfig().candidates
+        reporter = RunReporter(self.console, job, steps=True, quiet_steps=self.check_steps(), candidates=candidates)
+        result = self.execute(job, reporter, every_check=True)
+        if result is None:
+            return False
+        self.console.line(f"{job}: ok in {format_seconds(time.monotonic() - started)} (run {result.run_id})")
+        return True
+
+
+def run_demo(
+    days: int, end: dt.date, train: bool = True, console: Console | None = None, started: float | None = None
+) -> int:
     """Materialize the reference tables and `days` partitions of raw -> anonymized -> features, then (`train`)
-    run train_and_publish_job on them."""
-    if train and days < MIN_TRAINING_DAYS:
-        raise ValueError(f"--days: training needs at least {MIN_TRAINING_DAYS} days, got {days} (or pass --no-train)")
-    instance = open_instance(os.environ)
-    partitions = demo_partitions(days, end)
-    defs = build_definitions()
-    _execute(defs, keys.REFERENCE_JOB, instance)
-    for key in partitions:
-        _execute(defs, keys.DAILY_INGEST_JOB, instance, key)
-    print(f"\nMaterialized {len(partitions)} partitions ({partitions[0]} .. {partitions[-1]}) in {rare_triage_home()}.")
+    run train_and_publish_job on them; the exit code (0, or 1 when a run failed). `started`: when the command
+    started (time.monotonic()), to say how long loading took."""
+    check_days(days, train)
+    partition_keys = demo_partitions(days, end, dt.date.fromisoformat(keys.PARTITIONS_START))
+    out = console or Console(sys.stdout)
+    with open_instance(os.environ) as instance, warnings_above_status(out):
+        runner = DemoRunner(build_definitions(), instance, out)
+        if started is not None:
+            out.line(f"loaded in {format_seconds(time.monotonic() - started)}")
+        if not runner.reference() or not runner.partitions(partition_keys):
+            return EXIT_RUN_FAILED
+        out.line(
+            f"Materialized {len(partition_keys)} partitions ({partition_keys[0]} .. {partition_keys[-1]}) "
+            f"in {rare_triage_home()}."
+        )
+        if train and not runner.train():
+            return EXIT_RUN_FAILED
     if train:
-        _execute(defs, keys.TRAIN_AND_PUBLISH_JOB, instance, every_check=True)
-        print(status(os.environ))
-    print("Open the Dagster UI on this result: make ui  ->  http://127.0.0.1:3000/asset-groups")
+        try:
+            out.line(status(os.environ))
+        except CommandError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_RUN_FAILED
+    out.line("Open the Dagster UI on this result: make ui  ->  http://127.0.0.1:3000/asset-groups")
     if train:
         store = build_mlflow_resource(os.environ).resolved_tracking_uri()
-        print(
+        out.line(
             "Open the MLflow UI on its runs and registered models: "
             f".venv/bin/mlflow ui --backend-store-uri {store} -h 127.0.0.1 -p 5000"
         )
+    return 0

@@ -15,10 +15,8 @@ import dagster as dg
 
 from rare_triage.defs.shared.s3 import S3Connection
 from rare_triage.lib.deployment.bucket import Bucket, bucket_from_uri, s3_client
-from rare_triage.lib.lake_fs import (
-    s3_limits_from_environ,
-)
 from rare_triage.lib.paths import rare_triage_home
+from rare_triage.lib.s3_options import s3_limits_from_environ
 
 
 class ModelBucketResource(dg.ConfigurableResource, S3Connection):

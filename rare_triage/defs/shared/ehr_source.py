@@ -12,9 +12,7 @@ from pydantic import Field
 from rare_triage.defs.shared.s3 import S3Connection
 from rare_triage.lib.ingest.landing_zone import LandingDay, read_landing_day_with_rejects
 from rare_triage.lib.ingest.synthetic import DriftScenario, SyntheticConfig, generate_extract
-from rare_triage.lib.lake_fs import (
-    resolve_filesystem,
-)
+from rare_triage.lib.lake_fs import resolve_filesystem
 from rare_triage.lib.reference.ontology import ReferenceTables
 
 logger = logging.getLogger(__name__)

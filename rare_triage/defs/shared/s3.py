@@ -2,7 +2,12 @@
 
 import dagster as dg
 
-from rare_triage.lib.lake_fs import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_MAX_ATTEMPTS, DEFAULT_READ_TIMEOUT_S, S3Options
+from rare_triage.lib.s3_options import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT_S,
+    S3Options,
+)
 
 
 class S3Connection(dg.Config):

@@ -16,7 +16,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from rare_triage.lib.lake_fs import S3Options
+from rare_triage.lib.s3_options import S3Options
 
 _SEGMENT = r"[A-Za-z0-9_=\-][A-Za-z0-9._=\-]*"  # no leading dot: hidden names are the local bucket's temp files
 _KEY_PATTERN = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")

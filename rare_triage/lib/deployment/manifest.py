@@ -13,10 +13,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rare_triage.lib.deployment.model_bundle import ModelBundle
 from rare_triage.lib.deployment.onnx_export.feature_spec import FeatureSpec
+
+if TYPE_CHECKING:  # a type only: reading a manifest (the `status` command) needs no pandas
+    from rare_triage.lib.deployment.model_bundle import ModelBundle
 
 MODEL_NAME = "rare-triage"
 MANIFEST_FORMAT = 2
@@ -86,7 +88,7 @@ def model_version(onnx_sha256: str, mlflow_model_version: str | None) -> str:
 
 
 def build_manifest(
-    model: ModelBundle,
+    model: "ModelBundle",
     onnx_bytes: bytes,
     spec: FeatureSpec,
     *,

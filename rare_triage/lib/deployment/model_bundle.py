@@ -12,10 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from rare_triage.lib import schema
+from rare_triage.lib.deployment.metric_names import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
 
 # Metric keys the promotion gate reads from `ModelBundle.metrics` (and the manifest).
-METRIC_ORPHAN_RECALL = "orphan_recall"  # recall of the orphan class on the test window, 0..1
-METRIC_EXTERNAL_VALIDATION_SHARE = "external_validation_share"  # share of real cases flagged, 0..1
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rare_triage.lib.deployment.bucket import Bucket
-from rare_triage.lib.deployment.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
+from rare_triage.lib.deployment.metric_names import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
 from rare_triage.lib.deployment.publication import (
     VERSION_PATTERN,
     IntegrityError,

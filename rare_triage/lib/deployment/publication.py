@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rare_triage.lib.deployment.bucket import Bucket, ObjectExistsError, ObjectNotFoundError
 from rare_triage.lib.deployment.manifest import (
@@ -32,8 +32,10 @@ from rare_triage.lib.deployment.manifest import (
     validate_file_name,
     validate_manifest,
 )
-from rare_triage.lib.deployment.release import Release
 from rare_triage.lib.deployment.sidecar import load_sidecar
+
+if TYPE_CHECKING:  # a type only: reading versions (the `status` command) needs no pandas
+    from rare_triage.lib.deployment.release import Release
 
 MODELS_PREFIX = f"models/{MODEL_NAME}"
 ENV_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -216,7 +218,7 @@ def verify_version(
     return check.published, check.manifest
 
 
-def publish_model(bucket: Bucket, release: Release) -> PublishedVersion:
+def publish_model(bucket: Bucket, release: "Release") -> PublishedVersion:
     """Write the version's ONNX file, its table files, then its manifest; read everything back and verify it.
 
     Idempotent: a version already complete with the same ONNX bytes is verified and returned as is

@@ -20,7 +20,8 @@ from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
 from rare_triage.lib import schema
-from rare_triage.lib.deployment.model_bundle import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL, ModelBundle
+from rare_triage.lib.deployment.metric_names import METRIC_EXTERNAL_VALIDATION_SHARE, METRIC_ORPHAN_RECALL
+from rare_triage.lib.deployment.model_bundle import ModelBundle
 from rare_triage.lib.reference.loaders import load_vocabulary
 from rare_triage.lib.testing.synthetic_features import synthetic_specificity
 

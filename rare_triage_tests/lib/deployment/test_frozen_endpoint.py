@@ -10,7 +10,8 @@ import pytest
 
 from rare_triage.lib.deployment.bucket import BucketUnreachableError, S3Bucket, s3_client
 from rare_triage.lib.deployment.publication import publish_model
-from rare_triage.lib.lake_fs import S3Options, resolve_filesystem, s3_limits_from_environ, write_parquet
+from rare_triage.lib.lake_fs import resolve_filesystem, write_parquet
+from rare_triage.lib.s3_options import S3Options, s3_limits_from_environ
 from rare_triage_tests.fixtures_s3 import ACCESS_KEY, SECRET_KEY, frozen_endpoint
 from rare_triage_tests.helpers.published_model_factory import release_for
 

@@ -1,6 +1,9 @@
 """ONNX export: the serving encoding, and parity with the native pipeline on frames with NaNs and unseen categories."""
 
+import importlib
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -360,3 +363,20 @@ def test_serving_speed_compares_onnx_with_the_native_pipeline_on_one_thread(test
         and report["onnx_single_row_ms"] < MAX_SINGLE_ROW_MS
     )
     assert report["targets_met"] is expected
+
+
+def test_the_package_names_load_on_first_use_from_their_module() -> None:
+    package = importlib.import_module("rare_triage.lib.deployment.onnx_export")
+    for name in package.__all__:
+        value = getattr(package, name)
+        owner = importlib.import_module(f"{package.__name__}.{package._MODULE_OF[name]}")
+        assert value is getattr(owner, name), name
+    assert sorted(package.__all__) == sorted(package._MODULE_OF)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = package.nothing
+    probe = (
+        "import sys; from rare_triage.lib.deployment.onnx_export.feature_spec import FeatureSpec; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'xgboost', 'skl2onnx', 'onnxmltools'}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]"

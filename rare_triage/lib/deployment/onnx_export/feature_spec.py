@@ -6,12 +6,15 @@ missing -> `missing_code`, any other value (unseen category) -> `UNKNOWN_CODE`.
 """
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # frames are taken, never built: reading a manifest needs no pandas
+    import pandas as pd
 
 SPEC_METADATA_KEY = "rare_triage.input_schema"  # ONNX metadata entry holding FeatureSpec.to_dict() as JSON
 UNKNOWN_CODE = -1  # an unseen category: contributes no one-hot column, as OneHotEncoder(handle_unknown="ignore")
@@ -127,8 +130,9 @@ class FeatureSpec:
 
 
 def is_missing(value: object) -> bool:
-    """None, NaN and pandas NA are missing."""
-    if value is None or value is pd.NA:
+    """None, NaN and pandas NA are missing (a pandas NA exists only once pandas is loaded)."""
+    pandas = sys.modules.get("pandas")
+    if value is None or (pandas is not None and value is pandas.NA):
         return True
     return isinstance(value, float) and math.isnan(value)
 
@@ -141,7 +145,7 @@ def encode_category(value: object, column: ColumnSpec, lookup: Mapping[str, int]
     return table.get(value, UNKNOWN_CODE) if isinstance(value, str) else UNKNOWN_CODE
 
 
-def to_serving_matrix(frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
+def to_serving_matrix(frame: "pd.DataFrame", spec: FeatureSpec) -> np.ndarray:
     """The float32 [N, F] matrix the ONNX model takes, built from a frame holding the spec's columns."""
     missing = [name for name in spec.names if name not in frame.columns]
     if missing:
