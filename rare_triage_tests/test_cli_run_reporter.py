@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from rare_triage.cli.demo import DemoRunner
+from rare_triage.cli.location_runs import LocationRuns
 from rare_triage.cli.progress import Console
 from rare_triage.cli.run_reporter import MAX_INFO, RunReporter
 
@@ -38,12 +39,14 @@ def broken() -> None:
     raise RuntimeError("the warehouse is locked")
 
 
+# the demo runs jobs of a code location: this module is the one of these tests
 DEFS = dg.Definitions(
     assets=[triage_model, published_model, broken],
     asset_checks=[recall_gate],
     jobs=[
         dg.define_asset_job("gated_job", selection=[triage_model, published_model]),
         dg.define_asset_job("broken_job", selection=[broken]),
+        dg.define_asset_job("model_job", selection=dg.AssetSelection.assets(triage_model).without_checks()),
     ],
 )
 CANDIDATES = ["logistic_regression+class_weight", "xgboost+smote", "xgboost+class_weight+two_stage"]
@@ -55,12 +58,18 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield ephemeral
 
 
+@pytest.fixture
+def runs(instance: dg.DagsterInstance) -> Iterator[LocationRuns]:
+    with LocationRuns(instance, module_name=__name__, location_name="reporter_tests") as location:
+        yield location
+
+
 def test_a_failed_gate_prints_its_summary_once_without_a_stack_trace(
-    instance: dg.DagsterInstance, capfd: pytest.CaptureFixture[str]
+    runs: LocationRuns, capfd: pytest.CaptureFixture[str]
 ) -> None:
     stdout = io.StringIO()
     console = Console(stdout, interactive=False)
-    runner = DemoRunner(DEFS, instance, console)
+    runner = DemoRunner(runs, console)
     assert runner.check_steps() == {"triage_model_recall_gate"}
     reporter = RunReporter(console, "gated_job", steps=True, quiet_steps=runner.check_steps(), candidates=CANDIDATES)
 
@@ -91,13 +100,11 @@ def test_a_failed_gate_prints_its_summary_once_without_a_stack_trace(
     assert len(err.strip().splitlines()) == 1  # that line only: no step failure, no run failure repeated
 
 
-def test_a_failing_step_prints_its_stack_trace_once(
-    instance: dg.DagsterInstance, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_a_failing_step_prints_its_stack_trace_once(runs: LocationRuns, capfd: pytest.CaptureFixture[str]) -> None:
     stdout = io.StringIO()
     console = Console(stdout, interactive=False)
 
-    result = DemoRunner(DEFS, instance, console).execute("broken_job", RunReporter(console, "broken_job"))
+    result = DemoRunner(runs, console).execute("broken_job", RunReporter(console, "broken_job"))
 
     assert result is None
     err = capfd.readouterr().err
@@ -109,14 +116,12 @@ def test_a_failing_step_prints_its_stack_trace_once(
 
 
 def test_a_successful_run_returns_its_result_and_prints_only_failed_checks(
-    instance: dg.DagsterInstance, capfd: pytest.CaptureFixture[str]
+    runs: LocationRuns, capfd: pytest.CaptureFixture[str]
 ) -> None:
     stdout = io.StringIO()
     console = Console(stdout, interactive=False)
-    job = dg.define_asset_job("model_job", selection=[triage_model])
-    defs = dg.Definitions(assets=[triage_model], jobs=[job])
 
-    result = DemoRunner(defs, instance, console).execute("model_job", RunReporter(console, "model_job"))
+    result = DemoRunner(runs, console).execute("model_job", RunReporter(console, "model_job"))
 
     assert result is not None and result.success
     assert stdout.getvalue() == "  triage_model: warning: only 12 orphan cases in validation\n"  # no steps, no info

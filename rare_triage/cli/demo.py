@@ -2,7 +2,9 @@
 
 Materializes the reference tables, `days` daily partitions (raw -> anonymized -> features), then trains, evaluates,
 exports and publishes the model (train_and_publish_job: MLflow in sqlite, the local bucket by default), so every run,
-materialization and check result shows up in the Dagster UI afterwards (`make ui`).
+materialization and check result shows up in the Dagster UI afterwards (`make ui`). The runs are runs of the code
+location (rare_triage.cli.location_runs: on the job pages, re-executable as the same job version), the partitions one
+backfill of daily_ingest_job.
 
 While it runs it shows progress on stdout (rare_triage.cli.progress: a bar on a terminal, a line per partition
 otherwise) from the runs' events (rare_triage.cli.run_reporter): partitions done, the time each took and the time
@@ -16,16 +18,17 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
+from dagster._core.execution.execution_result import ExecutionResult
 
 from rare_triage.cli.demo_plan import check_days, demo_partitions
 from rare_triage.cli.instance import open_instance
+from rare_triage.cli.location_runs import JobBackfill, LocationRuns
 from rare_triage.cli.progress import Console, Countdown, bar, format_seconds, warnings_above_status
 from rare_triage.cli.run_reporter import QUIET_CONSOLE, RunReporter
 from rare_triage.cli.status import CommandError, status
-from rare_triage.definitions import build_definitions
 from rare_triage.defs.shared import keys
 from rare_triage.defs.shared.resources import build_mlflow_resource
 from rare_triage.defs.training.config import TriageModelConfig
@@ -60,30 +63,25 @@ def failed_blocking_checks(evaluations: Sequence[dg.AssetCheckEvaluation]) -> li
 
 
 class DemoRunner:
-    """Runs the jobs of the demo one after another against `instance`, showing their progress on `console`."""
+    """Runs the jobs of the demo one after another as runs of the code location, showing their progress on
+    `console`."""
 
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, console: Console) -> None:
-        self.defs = defs
-        self.instance = instance
+    def __init__(self, runs: LocationRuns, console: Console) -> None:
+        self.runs = runs
+        self.instance = runs.instance
         self.console = console
 
     def execute(
         self,
         job_name: str,
         reporter: RunReporter,
-        partition_key: str | None = None,
+        tags: Mapping[str, str] | None = None,
         every_check: bool = False,
-    ) -> dg.ExecuteInProcessResult | None:
+    ) -> ExecutionResult | None:
         """One run; its result, or None when it failed (its checks and errors printed)."""
         run_id = str(uuid.uuid4())
         self.instance.add_event_listener(run_id, reporter)
-        result = self.defs.resolve_job_def(job_name).execute_in_process(
-            run_config=QUIET_CONSOLE,
-            instance=self.instance,
-            partition_key=partition_key,
-            run_id=run_id,
-            raise_on_error=False,
-        )
+        result = self.runs.run(job_name, QUIET_CONSOLE, tags, run_id)
         evaluations = result.get_asset_check_evaluations()
         lines = check_lines(evaluations, only_failed=not every_check)
         if lines:
@@ -110,12 +108,21 @@ class DemoRunner:
         return True
 
     def partitions(self, partition_keys: Sequence[str]) -> bool:
+        title = f"demo: {partition_keys[0]}..{partition_keys[-1]}"
+        with self.runs.backfill(keys.DAILY_INGEST_JOB, partition_keys, title) as backfill:
+            done = self._backfill(backfill)
+        self.console.line(f"{keys.DAILY_INGEST_JOB}: backfill {backfill.backfill_id} recorded ({title})")
+        return done
+
+    def _backfill(self, backfill: JobBackfill) -> bool:
+        partition_keys = backfill.partition_keys
         countdown = Countdown(len(partition_keys), time.monotonic())
         first = f"{keys.DAILY_INGEST_JOB}: {len(partition_keys)} partitions, {partition_keys[0]} first"
         self.console.status(first if not self.console.interactive else f"{bar(0, countdown.total)} {first}")
         for key in partition_keys:
             label = f"{keys.DAILY_INGEST_JOB}[{key}]"
-            result = self.execute(keys.DAILY_INGEST_JOB, RunReporter(self.console, label), key)
+            result = self.execute(keys.DAILY_INGEST_JOB, RunReporter(self.console, label), backfill.tags_for(key))
+            backfill.ended(key, result is not None)
             if result is None:
                 return False
             took = format_seconds(countdown.advance(time.monotonic()))
@@ -129,7 +136,7 @@ class DemoRunner:
 
     def check_steps(self) -> set[str]:
         """The step keys of the code location's asset checks (`<asset>_<check>`): the check summary shows them."""
-        graph = self.defs.resolve_asset_graph()
+        graph = self.runs.repository.asset_graph
         return {f"{key.asset_key.to_python_identifier()}_{key.name}" for key in graph.asset_check_keys}
 
     def train(self) -> bool:
@@ -154,8 +161,8 @@ def run_demo(
     check_days(days, train)
     partition_keys = demo_partitions(days, end, dt.date.fromisoformat(keys.PARTITIONS_START))
     out = console or Console(sys.stdout)
-    with open_instance(os.environ) as instance, warnings_above_status(out):
-        runner = DemoRunner(build_definitions(), instance, out)
+    with open_instance(os.environ) as instance, warnings_above_status(out), LocationRuns(instance) as runs:
+        runner = DemoRunner(runs, out)
         if started is not None:
             out.line(f"loaded in {format_seconds(time.monotonic() - started)}")
         if not runner.reference() or not runner.partitions(partition_keys):
