@@ -11,7 +11,7 @@ export RARE_TRIAGE_HOME ?= $(CURDIR)/.rare_triage
 export DAGSTER_HOME ?= $(RARE_TRIAGE_HOME)/dagster_home
 DAYS ?= 35
 
-.PHONY: setup run ui test lint smoke bench bench-serving clean setup-serving test-serving lock-serving
+.PHONY: setup run ui mlflow-ui ui-tour test lint smoke bench bench-serving clean setup-serving test-serving lock-serving
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,17 @@ UI_PORT ?= 3000
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	cd $(DAGSTER_HOME) && RARE_TRIAGE_HOME=$(abspath $(RARE_TRIAGE_HOME)) DAGSTER_HOME=$(abspath $(DAGSTER_HOME)) \
 		VIRTUAL_ENV=$(abspath $(VENV)) $(abspath $(BIN))/dg dev -w $(CURDIR)/workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+# The MLflow UI on the runs and registered models of `make run` (the sqlite store under RARE_TRIAGE_HOME).
+MLFLOW_PORT ?= 5000
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(RARE_TRIAGE_HOME))/mlflow/mlflow.db \
+		-h 127.0.0.1 -p $(MLFLOW_PORT)
+
+# Screenshots of both UIs in headless Chromium, `make ui` and `make mlflow-ui` running (selenium: serving's dev lock).
+ui-tour: setup-serving
+	$(SERVING_BIN)/python scripts/ui_tour.py --dagster http://127.0.0.1:$(UI_PORT) \
+		--mlflow http://127.0.0.1:$(MLFLOW_PORT) --out $(RARE_TRIAGE_HOME)/reports/ui_tour
 
 # lint-imports checks the import contracts of pyproject.toml; dg check defs loads the Dagster definitions against the
 # instance in DAGSTER_HOME (telemetry off there), VIRTUAL_ENV telling dg that .venv is the project's environment.
