@@ -9,10 +9,11 @@ and "cannot tell now" without knowing the storage.
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import boto3
 import botocore.config
@@ -25,6 +26,7 @@ _KEY_PATTERN = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _EXISTS_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _T = TypeVar("_T")
+COPY_CHUNK_BYTES = 1 << 20  # a file is copied into the local bucket 1 MiB at a time
 
 
 class BucketError(RuntimeError):
@@ -81,6 +83,11 @@ class BucketWriter(BucketReader, Protocol):
         """Store `data` whole at `key`; ObjectExistsError when the key holds an object already."""
         ...
 
+    def put_new_file(self, key: str, path: Path) -> None:
+        """Store the file at `path` whole at `key`, streamed (never held in memory whole); ObjectExistsError when the
+        key holds an object already."""
+        ...
+
 
 class LocalBucket:
     """A folder as a bucket. Reading never creates it: a missing folder is unavailable, not an empty bucket."""
@@ -120,13 +127,23 @@ class LocalBucket:
         return sorted(k for k in keys if k.startswith(prefix) and _KEY_PATTERN.match(k))
 
     def put_new(self, key: str, data: bytes) -> None:
+        self._put_new(key, lambda handle: handle.write(data))
+
+    def put_new_file(self, key: str, path: Path) -> None:
+        def copy(handle: BinaryIO) -> None:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, handle, COPY_CHUNK_BYTES)
+
+        self._put_new(key, copy)
+
+    def _put_new(self, key: str, write: Callable[[BinaryIO], object]) -> None:
         path = self._path(key)
         self._check_root()
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             try:
@@ -209,14 +226,25 @@ class S3Bucket:
 
     def put_new(self, key: str, data: bytes) -> None:
         """One PUT with `If-None-Match: *` after a HEAD, for servers that ignore the header."""
+        self._put_new(key, lambda full_key: self._put(full_key, data))
+
+    def put_new_file(self, key: str, path: Path) -> None:
+        """As put_new, the body read from the open file as it is sent (one PUT: a closed log is at most 64 MB)."""
+
+        def put(full_key: str) -> object:
+            with path.open("rb") as body:
+                return self._put(full_key, body)
+
+        self._put_new(key, put)
+
+    def _put(self, full_key: str, body: bytes | BinaryIO) -> object:
+        return self.client.put_object(Bucket=self.bucket, Key=full_key, Body=body, IfNoneMatch="*")
+
+    def _put_new(self, key: str, put: Callable[[str], object]) -> None:
         if self.exists(key):
             raise ObjectExistsError(f"{self.uri}/{key}: exists and objects are never replaced")
         full_key = self._key(key)
-        self._call(
-            "put",
-            key,
-            lambda: self.client.put_object(Bucket=self.bucket, Key=full_key, Body=data, IfNoneMatch="*"),
-        )
+        self._call("put", key, lambda: put(full_key))
 
 
 def s3_client(options: S3Options) -> Any:

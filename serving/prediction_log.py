@@ -26,6 +26,7 @@ in the bucket, never over an existing object, then moves it to `shipped/` beside
 
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import re
 import threading
@@ -300,17 +301,26 @@ def closed_logs(folder: str | Path, env: str) -> list[Path]:
     )
 
 
-def log_day(path: Path, data: bytes) -> dt.date:
-    """The UTC day of a closed file's first valid record, else of the time in its name."""
-    for line in data.split(b"\n")[:-1]:
-        try:
-            return _DECODER.decode(line).timestamp.date()
-        except (msgspec.DecodeError, ValueError):
-            continue
+def log_day(path: Path) -> dt.date:
+    """The UTC day of a closed file's first valid record (read line by line), else of the time in its name."""
+    with path.open("rb") as lines:
+        for line in lines:
+            if not line.endswith(b"\n"):  # a cut last line is no record
+                break
+            try:
+                return _DECODER.decode(line[:-1]).timestamp.date()
+            except (msgspec.DecodeError, ValueError):
+                continue
     match = re.search(r"\.(\d{8})T", path.name)
     if match is None:
         raise ValueError(f"{path.name}: no valid record and no time in the name")
     return dt.datetime.strptime(match.group(1), "%Y%m%d").date()
+
+
+def file_sha256(path: Path) -> bytes:
+    """The sha256 digest of a file, read 1 MiB at a time."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").digest()
 
 
 def shipped_key(env: str, day: dt.date, name: str) -> str:
@@ -337,12 +347,11 @@ def ship_closed_logs(bucket: BucketWriter, folder: str | Path, env: str) -> list
             return []
         shipped: list[str] = []
         for path in closed_logs(folder, env):
-            data = path.read_bytes()
-            key = shipped_key(env, log_day(path, data), path.name)
+            key = shipped_key(env, log_day(path), path.name)
             try:
-                bucket.put_new(key, data)
+                bucket.put_new_file(key, path)  # streamed: a 64 MB log is never held in memory whole
             except ObjectExistsError:
-                if bucket.get_bytes(key) != data:
+                if hashlib.sha256(bucket.get_bytes(key)).digest() != file_sha256(path):
                     raise ShippingConflictError(f"{bucket.uri}/{key} holds other bytes than {path}") from None
             (folder / SHIPPED_DIR).mkdir(exist_ok=True)
             os.rename(path, folder / SHIPPED_DIR / path.name)

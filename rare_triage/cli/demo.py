@@ -14,6 +14,7 @@ step that failed otherwise, with its stack trace, once, and one line naming the 
 """
 
 import datetime as dt
+import logging
 import os
 import sys
 import time
@@ -35,6 +36,7 @@ from rare_triage.defs.training.config import TriageModelConfig
 from rare_triage.lib.paths import rare_triage_home
 
 EXIT_RUN_FAILED = 1
+MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
 
 
 def check_lines(evaluations: Sequence[dg.AssetCheckEvaluation], only_failed: bool) -> list[str]:
@@ -161,6 +163,8 @@ def run_demo(
     check_days(days, train)
     partition_keys = demo_partitions(days, end, dt.date.fromisoformat(keys.PARTITIONS_START))
     out = console or Console(sys.stdout)
+    # MLflow announces the creation of its sqlite tables on its own handler, across the progress lines
+    logging.getLogger(MLFLOW_STORE_LOGGER).setLevel(logging.WARNING)
     with open_instance(os.environ) as instance, warnings_above_status(out), LocationRuns(instance) as runs:
         runner = DemoRunner(runs, out)
         if started is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from serving.bucket import (
+    COPY_CHUNK_BYTES,
     BucketUnavailableError,
     LocalBucket,
     ObjectExistsError,
@@ -71,6 +72,19 @@ def test_local_put_new_never_replaces(bucket_root: Path) -> None:
     assert [p.name for p in (bucket_root / "predictions" / "env=dev" / "dt=2026-12-01").iterdir()] == ["a.txt"]
 
 
+def test_local_put_new_file_copies_the_file_and_never_replaces(bucket_root: Path, tmp_path: Path) -> None:
+    bucket = LocalBucket(bucket_root)
+    source = tmp_path / "closed.txt"
+    source.write_bytes(b"x" * (3 * COPY_CHUNK_BYTES + 17))  # more than one chunk
+
+    bucket.put_new_file("predictions/closed.txt", source)
+    with pytest.raises(ObjectExistsError):
+        bucket.put_new_file("predictions/closed.txt", source)
+
+    assert bucket.get_bytes("predictions/closed.txt") == source.read_bytes()
+    assert [p.name for p in (bucket_root / "predictions").iterdir()] == ["closed.txt"]  # no temporary file left
+
+
 def test_open_bucket_by_uri(bucket_root: Path) -> None:
     assert isinstance(open_bucket(str(bucket_root)), LocalBucket)
     assert open_bucket(bucket_root.as_uri()).uri == str(bucket_root)
@@ -82,7 +96,7 @@ def test_open_bucket_by_uri(bucket_root: Path) -> None:
 
 
 @pytest.mark.integration
-def test_s3_bucket_reads_and_writes(s3_endpoint: str, s3_bucket_name: str) -> None:
+def test_s3_bucket_reads_and_writes(s3_endpoint: str, s3_bucket_name: str, tmp_path: Path) -> None:
     client = admin_client(s3_endpoint)
     for key in ("pre/models/a/x.json", "pre/models/a/y.json", "other/z.json"):
         client.put_object(Bucket=s3_bucket_name, Key=key, Body=key.encode())
@@ -98,6 +112,14 @@ def test_s3_bucket_reads_and_writes(s3_endpoint: str, s3_bucket_name: str) -> No
     with pytest.raises(ObjectExistsError):
         bucket.put_new("predictions/p.txt", b"other")
     assert client.get_object(Bucket=s3_bucket_name, Key="pre/predictions/p.txt")["Body"].read() == b"lines"
+    source = tmp_path / "closed.txt"
+    source.write_bytes(b"line\n" * 100_000)
+    bucket.put_new_file("predictions/closed.txt", source)
+    with pytest.raises(ObjectExistsError):
+        bucket.put_new_file("predictions/closed.txt", source)
+    assert (
+        client.get_object(Bucket=s3_bucket_name, Key="pre/predictions/closed.txt")["Body"].read() == source.read_bytes()
+    )
 
 
 @pytest.mark.integration

@@ -5,6 +5,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import msgspec
@@ -271,6 +272,27 @@ def test_closed_logs_are_shipped_by_the_day_of_their_lines(tmp_path: Path) -> No
         log.write(record("after", 0))
     assert ship_closed_logs(bucket, logs, "dev") == []  # the open file is never shipped
     assert bucket.list("predictions/") == keys
+
+
+def test_a_large_closed_log_is_shipped_without_holding_it_in_memory(tmp_path: Path) -> None:
+    logs, bucket_root = tmp_path / "logs", tmp_path / "bucket"
+    bucket_root.mkdir()
+    closed = rotated_log(logs, [DAY], rotate_at=DAY + dt.timedelta(hours=1))
+    with closed.open("ab") as handle:  # 32 MB more (lines no record decodes: the day is the first record's)
+        handle.write((b"x" * 1023 + b"\n") * (32 * 1024))
+    size = closed.stat().st_size
+    bucket = LocalBucket(bucket_root)
+
+    tracemalloc.start()
+    try:
+        keys = ship_closed_logs(bucket, logs, "dev")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert keys == [f"predictions/env=dev/dt=2026-01-02/{closed.name}"]
+    assert (bucket_root / keys[0]).stat().st_size == size
+    assert peak < size / 8, f"peak Python allocation {peak} bytes for a {size}-byte log"
 
 
 def test_an_upload_whose_move_was_interrupted_counts_as_shipped(tmp_path: Path) -> None:
