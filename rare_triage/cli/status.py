@@ -2,14 +2,16 @@
 
 Without Dagster (the command answers without loading it): the bucket and the MLflow registry are reached through the
 library and MLflow's client, with the settings the code location's resources take from the same environment
-(rare_triage.defs.shared.bucket and .resources; rare_triage_tests/test_cli_status.py keeps the two in step). MLflow is
-imported only when there is a registry to read. A failure ends the command with exit code 1 and one line naming what
+(rare_triage.defs.shared.bucket and .resources; rare_triage_tests/test_cli_status.py keeps the two in step). The
+default local registry is read from its sqlite store directly (rare_triage.cli.registry_store); MLflow is imported
+only for another registry. A failure ends the command with exit code 1 and one line naming what
 failed.
 """
 
 from collections.abc import Mapping
 from pathlib import Path
 
+from rare_triage.cli.registry_store import TagsReader, tags_reader
 from rare_triage.lib.deployment.bucket import Bucket, BucketError, bucket_from_uri, s3_client
 from rare_triage.lib.deployment.promotion import DEV, PROD, RegistryHashes, recorded_hashes
 from rare_triage.lib.deployment.publication import (
@@ -73,23 +75,41 @@ def tracking_uris(environ: Mapping[str, str]) -> tuple[str, str]:
 
 
 def registry_lookup(environ: Mapping[str, str]) -> RegistryHashes:
-    """Reads the hashes a registry version recorded at publication (None: no such version, or no hash tags)."""
-    from mlflow import MlflowClient  # noqa: PLC0415 - lazy: only when there is a registry to read
-    from mlflow.exceptions import MlflowException  # noqa: PLC0415
-
-    tracking, registry = tracking_uris(environ)
-    client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+    """Reads the hashes a registry version recorded at publication (None: no such version, or no hash tags): from
+    the local sqlite store directly when that is the registry (rare_triage.cli.registry_store), else through
+    MLflow's client."""
+    read_tags = registry_tags(environ)
 
     def lookup(number: str) -> RecordedHashes | None:
+        tags = read_tags(REGISTERED_MODEL, number)
+        if tags is None:
+            return None
+        return recorded_in_tags(tags, f"model registry {REGISTERED_MODEL} version {number}")
+
+    return lookup
+
+
+def registry_tags(environ: Mapping[str, str]) -> TagsReader:
+    """`read(model, version)`: a registry version's tags, None when there is no such version."""
+    tracking, registry = tracking_uris(environ)
+    if registry == f"sqlite:///{mlflow_store(environ)}":
+        direct = tags_reader(mlflow_store(environ))
+        if direct is not None:
+            return direct
+    from mlflow import MlflowClient  # noqa: PLC0415 - lazy: only for a registry the store reader cannot read
+    from mlflow.exceptions import MlflowException  # noqa: PLC0415
+
+    client = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+
+    def read(model: str, version: str) -> dict[str, str] | None:
         try:
-            version = client.get_model_version(REGISTERED_MODEL, number)
+            return dict(client.get_model_version(model, version).tags or {})
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        return recorded_in_tags(dict(version.tags or {}), f"model registry {REGISTERED_MODEL} version {number}")
 
-    return lookup
+    return read
 
 
 def _registry(environ: Mapping[str, str], notes: list[str]) -> RegistryHashes | None:
