@@ -99,7 +99,7 @@ def logged_model(mlflow: str, experiment: str, run_id: str) -> str:
 
 
 def mlflow_training_run(mlflow: str) -> tuple[str, str, list[str]]:
-    """The experiment id, the latest parent training run and its child runs' ids."""
+    """The experiment id, the latest parent training run and its candidate child runs' names."""
     experiment = json.load(
         urllib.request.urlopen(
             f"{mlflow}/api/2.0/mlflow/experiments/get-by-name?experiment_name={MLFLOW_EXPERIMENT}", timeout=TIMEOUT_S
@@ -127,7 +127,7 @@ def mlflow_training_run(mlflow: str) -> tuple[str, str, list[str]]:
             "max_results": 100,
         },
     ).get("runs", [])
-    return experiment, parent, [child["info"]["run_id"] for child in children]
+    return experiment, parent, sorted(child["info"]["run_name"] for child in children)
 
 
 def backfill_partitions(dagster: str, backfill_id: str) -> list[str]:
@@ -142,7 +142,12 @@ class Page:
     url: str
     expected: list[str]  # every text that must be on the page
     found: str  # what the page shows, in words, for the report
-    click: str | None = None  # the text of a tab to open first (once the page shows it)
+    click: str | None = None  # XPath of what to click first (once the page shows it): a tab, an expander
+
+
+def tab(text: str) -> str:
+    """XPath of the tab (or button) reading `text`."""
+    return f"//*[self::a or self::button or self::span or self::div][normalize-space(text())='{text}']"
 
 
 def open_browser() -> WebDriver:
@@ -167,9 +172,9 @@ def visit(driver: WebDriver, page: Page, out: Path) -> Path:
     driver.get(page.url)
     try:
         if page.click:
-            tab = f"//*[self::a or self::button or self::span or self::div][normalize-space(text())='{page.click}']"
-            WebDriverWait(driver, TIMEOUT_S).until(lambda d: d.find_elements(By.XPATH, tab))
-            driver.find_elements(By.XPATH, tab)[0].click()
+            target = page.click
+            WebDriverWait(driver, TIMEOUT_S).until(lambda d: d.find_elements(By.XPATH, target))
+            driver.find_elements(By.XPATH, target)[0].click()
         WebDriverWait(driver, TIMEOUT_S).until(shows(page.expected))
     except TimeoutException:
         text = driver.find_element(By.TAG_NAME, "body").text
@@ -202,6 +207,12 @@ def dagster_pages(dagster: str) -> list[Page]:
             f"train_and_publish_job: {len(training)} runs listed on its job page",
         ),
         Page(
+            "timeline",
+            f"{dagster}/overview/activity/timeline",
+            ["daily_ingest_job", "train_and_publish_job"],
+            "Overview timeline: the runs of both jobs in the code location's row",
+        ),
+        Page(
             "backfill",
             f"{dagster}/runs/b/{backfill['id']}",
             [backfill["id"]],
@@ -214,7 +225,7 @@ def dagster_pages(dagster: str) -> list[Page]:
             [PARTITIONED_CHECK, *days[-2:]],
             f"{CHECKED_ASSET}: {PARTITIONED_CHECK}'s execution history, one row per partition ({days[-2]}, "
             f"{days[-1]}, ...)",
-            click="Execution history",
+            click=tab("Execution history"),
         ),
         Page(
             "column_schema",
@@ -226,16 +237,19 @@ def dagster_pages(dagster: str) -> list[Page]:
 
 
 def mlflow_pages(mlflow: str) -> list[Page]:
-    experiment, parent, children = mlflow_training_run(mlflow)
-    if not children:
+    experiment, parent, candidates = mlflow_training_run(mlflow)
+    if not candidates:
         raise TourError(f"MLflow run {parent}: no child runs")
     model = logged_model(mlflow, experiment, parent)
     return [
         Page(
             "mlflow_runs",
             f"{mlflow}/#/experiments/{experiment}/runs",
-            ["triage_model"],
-            f"experiment {MLFLOW_EXPERIMENT}: the training run and its {len(children)} candidate child runs",
+            ["triage_model", *candidates],
+            f"experiment {MLFLOW_EXPERIMENT}: the training run expanded to its {len(candidates)} candidate child runs",
+            # the expander of the training run's row
+            click="//span[normalize-space(text())='triage_model']/ancestor::*[contains(@class,'ag-cell-value')][1]"
+            "//button",
         ),
         Page(
             "mlflow_training_run",
@@ -248,7 +262,7 @@ def mlflow_pages(mlflow: str) -> list[Page]:
             f"{mlflow}/#/experiments/{experiment}/models/{model}/artifacts",
             ["signature:", "inputs:"],
             f"logged model {model} of run {parent}: its MLmodel with the signature (and the input example beside it)",
-            click="MLmodel",
+            click=tab("MLmodel"),
         ),
     ]
 
