@@ -33,6 +33,8 @@ ACUITIES = ("mild", "acute", "chronic")
 # Age knots (years) of the prevalence columns of chronic_comorbidities.csv, interpolated linearly between.
 COMORBIDITY_PREVALENCE_COLUMNS = ("prev_age_5", "prev_age_30", "prev_age_50", "prev_age_70", "prev_age_90")
 COMORBIDITY_PREVALENCE_AGES = (5.0, 30.0, 50.0, 70.0, 90.0)
+# Optional age window (years) of chronic_comorbidities.csv: the condition is only active inside it (empty = open).
+COMORBIDITY_AGE_WINDOW = {"age_min": 0.0, "age_max": 150.0}
 
 _HPO_ID = re.compile(r"^HP:\d{7}$")
 _ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)Y)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?$")
@@ -125,12 +127,18 @@ def load_common_conditions(path: Path = COMMON_CONDITIONS_CSV) -> pd.DataFrame:
 
 
 def load_chronic_comorbidities(path: Path = CHRONIC_COMORBIDITIES_CSV) -> pd.DataFrame:
-    """Chronic comorbidities with age-band prevalences and the symptoms they may show (parsed like conditions)."""
+    """Chronic comorbidities with age-band prevalences, an optional age window (``age_min``/``age_max``, open when
+    empty) and the symptoms they may show (parsed like conditions)."""
     frame = pd.read_csv(path, dtype={"icd10": str, "name": str})
     _require_columns(frame, ("icd10", "name", *COMORBIDITY_PREVALENCE_COLUMNS, "share_female", "symptoms"), path)
     prevalences = frame[list(COMORBIDITY_PREVALENCE_COLUMNS)]
     if ((prevalences < 0) | (prevalences > 1)).to_numpy().any():
         raise ValueError(f"{path.name}: prevalence columns must lie in [0, 1]")
+    for column, default in COMORBIDITY_AGE_WINDOW.items():
+        values = frame[column] if column in frame.columns else pd.Series(np.nan, index=frame.index)
+        frame[column] = pd.to_numeric(values).fillna(default).astype("float64")
+    if (frame["age_min"] > frame["age_max"]).any():
+        raise ValueError(f"{path.name}: age_min must not exceed age_max")
     frame["symptoms"] = [
         parse_hpo_probabilities(text, f"{path.name}:{code}")
         for code, text in zip(frame["icd10"], frame["symptoms"], strict=True)
@@ -199,7 +207,7 @@ def _icd10_acuity_pairs() -> tuple[tuple[str, str], ...]:
 
 
 def icd10_acuity() -> dict[str, str]:
-    """ICD-10 code -> acuity ("mild" | "acute" | "chronic") of the 17 common conditions."""
+    """ICD-10 code -> acuity ("mild" | "acute" | "chronic") of the common conditions (their csv)."""
     return dict(_icd10_acuity_pairs())
 
 

@@ -46,8 +46,9 @@ def test_vocabulary_has_82_unique_current_terms_with_matching_labels(graph: HpoG
 
 def test_common_conditions_parse_symptoms_to_probability_pairs(graph: HpoGraph) -> None:
     conditions = reference.load_common_conditions()
-    assert len(conditions) == 17
-    assert conditions["acuity"].value_counts().to_dict() == {"chronic": 9, "acute": 5, "mild": 3}
+    assert len(conditions) == 27
+    assert conditions["key"].is_unique
+    assert conditions["acuity"].value_counts().to_dict() == {"acute": 15, "chronic": 9, "mild": 3}
     cold = conditions.set_index("key").loc["common_cold", "symptoms"]
     assert cold[0] == ("HP:0031417", 0.85)
     for pairs in conditions["symptoms"]:
@@ -112,9 +113,10 @@ def test_known_icd10_codes_cover_conditions_and_comorbidities() -> None:
     assert {"J18.9", "I10", "N18.9"} <= codes
 
 
-def test_icd10_acuity_maps_the_17_conditions() -> None:
+def test_icd10_acuity_maps_the_26_conditions() -> None:
     acuity = reference.icd10_acuity()
-    assert len(acuity) == 17
+    assert len(acuity) == 27
+    assert acuity["R50.9"] == "acute"  # fever without source: the project's rule, not its block (R: mild)
     assert acuity["J00"] == "mild"
     assert acuity["J18.9"] == "acute"
     assert acuity["E11.9"] == "chronic"
@@ -210,3 +212,18 @@ def test_prevalence_weight_by_class() -> None:
     cases = pd.Series([None, None, 25, None, None, 3, None], dtype="Float64")
     weights = reference.prevalence_weight(classes, cases)
     assert weights.tolist() == [3e-4, 5e-5, 5e-7, 5e-7, 5e-7, 1e-7, 1e-3]
+
+
+def test_chronic_comorbidities_age_window_defaults_open_and_is_checked(tmp_path: Path) -> None:
+    comorbidities = reference.load_chronic_comorbidities().set_index("icd10")
+    assert (comorbidities.loc["I10", ["age_min", "age_max"]] == [0.0, 150.0]).all()  # empty: open window
+    assert comorbidities.loc["R62.8", "age_max"] == 3.0  # failure to thrive: infancy only
+    frame = pd.read_csv(reference.CHRONIC_COMORBIDITIES_CSV)
+    without = tmp_path / "without_window.csv"
+    frame.drop(columns=["age_min", "age_max"]).to_csv(without, index=False)
+    assert (reference.load_chronic_comorbidities(without)["age_max"] == 150.0).all()
+    frame.loc[0, ["age_min", "age_max"]] = [10, 5]
+    bad = tmp_path / "bad_window.csv"
+    frame.to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="age_min must not exceed age_max"):
+        reference.load_chronic_comorbidities(bad)

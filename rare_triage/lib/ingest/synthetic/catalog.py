@@ -72,6 +72,7 @@ class Catalog:
     comorbidity_icd10: npt.NDArray[np.object_]
     comorbidity_prevalence: FloatArray  # (n_comorbidities, n_age_knots)
     comorbidity_share_female: FloatArray
+    comorbidity_age: FloatArray  # (n_comorbidities, 2) min, max age at which the condition can be active
     comorbidity_symptoms: Csr
     incidental_codes: IntArray
     incidental_weights: FloatArray
@@ -141,6 +142,7 @@ def build_catalog(ref: ReferenceTables) -> Catalog:
         comorbidity_icd10=comorbidities["icd10"].to_numpy(dtype=object),
         comorbidity_prevalence=comorbidities[list(COMORBIDITY_PREVALENCE_COLUMNS)].to_numpy(dtype=np.float64),
         comorbidity_share_female=comorbidities["share_female"].to_numpy(dtype=np.float64),
+        comorbidity_age=comorbidities[["age_min", "age_max"]].to_numpy(dtype=np.float64),
         comorbidity_symptoms=_csr(coded(comorbidities["symptoms"])),
         incidental_codes=incidental["hpo_id"].map(code_of).to_numpy(dtype=np.int64),
         incidental_weights=incidental["weight"].to_numpy(dtype=np.float64),

@@ -52,15 +52,25 @@ def comorbidity_activity(
     sex: npt.NDArray[np.int8],
     catalog: Catalog,
 ) -> npt.NDArray[np.bool_]:
-    """Active chronic conditions: a fixed per-patient draw under an age-rising prevalence (so they accumulate)."""
-    active = np.zeros((patient.size, len(catalog.comorbidity_icd10)), dtype=np.bool_)
+    """Active chronic conditions: a fixed per-patient draw under an age-rising prevalence (so they accumulate),
+    inside the condition's age window (global developmental delay before school age, failure to thrive in infancy)."""
     knots = np.asarray(COMORBIDITY_PREVALENCE_AGES)
+    # linear interpolation between the age knots, held flat outside: the knot pair and weight of each encounter
+    clipped = np.clip(age, knots[0], knots[-1])
+    upper = np.clip(np.searchsorted(knots, clipped, side="right"), 1, knots.size - 1)
+    lower = upper - 1
+    weight = (clipped - knots[lower]) / (knots[upper] - knots[lower])
+    # one row per condition while filling (contiguous writes), returned as (encounters, conditions)
+    active = np.zeros((len(catalog.comorbidity_icd10), patient.size), dtype=np.bool_)
     for column, prevalence in enumerate(catalog.comorbidity_prevalence):
         share_female = catalog.comorbidity_share_female[column]
         sex_factor = np.array([share_female / 0.5, (1.0 - share_female) / 0.5, 1.0])[sex]
-        threshold = np.interp(age, knots, prevalence) * sex_factor
-        active[:, column] = hash_uniform(seed, patient, SALT_COMORBIDITY + column) < threshold
-    return active
+        low, high = catalog.comorbidity_age[column]
+        at_age = prevalence[lower] + (prevalence[upper] - prevalence[lower]) * weight
+        threshold = at_age * sex_factor * ((age >= low) & (age <= high))
+        rows = np.flatnonzero(threshold > 0)  # a pure per-patient hash: drawing it only where it can matter is exact
+        active[column, rows] = hash_uniform(seed, patient[rows], SALT_COMORBIDITY + column) < threshold[rows]
+    return np.ascontiguousarray(active.T)
 
 
 def _season(
@@ -145,8 +155,9 @@ def assign_clinical(
     needs_entry = (condition >= 0) & (chronic_rank1 >= 0)
     active[np.flatnonzero(needs_entry), chronic_rank1[needs_entry]] = True
     completeness = COMORBIDITY_RECORDED[consultation]
-    recorded = np.empty_like(active)
-    for column in range(active.shape[1]):
-        recorded[:, column] = active[:, column] & (rng.random(count) < completeness)
+    recorded = np.zeros_like(active)
+    encounter, column = np.nonzero(active)  # one draw per active condition, not per (encounter, condition)
+    kept = rng.random(encounter.size) < completeness[encounter]
+    recorded[encounter[kept], column[kept]] = True
     recorded[np.flatnonzero(needs_entry), chronic_rank1[needs_entry]] = True
     return Clinical(category, condition, active, recorded)

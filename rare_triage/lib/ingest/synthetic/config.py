@@ -82,7 +82,11 @@ class SyntheticConfig:
     seed: int = 0
     encounters_per_day: int = 2000  # mean on a weekday of average season, before drift
     population_size: int = 200_000  # persistent patients; each visits about encounters_per_day*365/size times a year
-    orphan_share: float = 0.0075  # share of the population living with an orphan disease
+    # share of the population living with an orphan disease whose visits show it: below the 3.5-5.9% point
+    # prevalence of rare diseases estimated from Orphanet (Nguengang Wakap et al., Eur J Hum Genet 2020;28:165-173),
+    # since many rare diseases are mild or unrecognised at a visit; about 2.5% of encounters end up orphan, so a
+    # 7-day window holds about 300 orphan encounters at 2,000 encounters a day
+    orphan_share: float = 0.02
     error_rate: float = 0.002  # share of encounters carrying one realistic error; 0 gives clean data
     weekend_factor: float = 0.45  # Saturday/Sunday volume relative to weekdays
     seasonal_amplitude: float = 0.12  # winter peak of volume, relative
