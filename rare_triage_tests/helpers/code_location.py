@@ -30,9 +30,10 @@ OPEN_GATES = {
     "model_evaluation_orphan_recall_gate": {"config": {"min_recall": 0.0}},
     "model_evaluation_orphan_pr_auc_gate": {"config": {"min_prevalence_multiple": 0.0}},
     "model_evaluation_subgroup_recall_gate": {"config": {"min_recall": 0.0}},
-    "external_validation_external_validation_gate": {
-        "config": {"min_share": 0.0, "max_test_non_orphan_flag_rate": 1.0}
+    "model_evaluation_robustness_gate": {
+        "config": {"max_ratio_plus_1": 1e9, "max_ratio_plus_2": 1e9, "max_single_term_ratio": 1e9}
     },
+    "external_validation_external_validation_gate": {"config": {"min_shares": [0.0, 0.0]}},
 }
 
 
@@ -42,7 +43,9 @@ def small_training_config(
     """Run configuration of `train_and_publish_job`: one candidate, 2 CV folds, the gates open."""
     return {
         "ops": {
-            "training_set": {"config": {"validation_days": validation_days, "test_days": test_days}},
+            "training_set": {
+                "config": {"validation_days": validation_days, "test_days": test_days, "min_window_orphans": 0}
+            },
             "triage_model": {"config": {"candidates": [candidate], "cv_folds": 2, "n_jobs": 1}},
             "model_evaluation": {"config": {"behaviour_sample": 200}},
             "external_validation": {"config": dict(external_validation)},

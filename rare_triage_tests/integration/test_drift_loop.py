@@ -67,6 +67,7 @@ SOURCE = {
     # the retraining run the sensor requests: validation and test windows of 2 days, ending on the latest day
     "RARE_TRIAGE_RETRAIN_VALIDATION_DAYS": "2",
     "RARE_TRIAGE_RETRAIN_TEST_DAYS": "2",
+    "RARE_TRIAGE_RETRAIN_MIN_WINDOW_ORPHANS": "0",
 }
 INGEST_CONFIG = {"resources": {keys.PSEUDONYMIZATION: {"config": {"k_anonymity": 1, "allow_local_default": True}}}}
 EXTERNAL = {"max_cases": 100, "ablation": False}

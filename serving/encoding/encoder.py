@@ -228,7 +228,9 @@ class Encoder:
         return self._assemble(leading, present, absent, reports)
 
     def encode_phenopacket(self, cases: Sequence[PublishedCase]) -> EncodedBatch:
-        """The input matrix of published case reports, as the platform's `external_features` encodes them."""
+        """The input matrix of published case reports, as the platform's `external_features` encodes them: phenotype,
+        age and sex; every other input missing (a case report says nothing of the problem list: its comorbidity
+        count is unknown, not 0)."""
         leading: list[float] = []
         present: list[int] = []
         absent: list[int] = []
@@ -239,7 +241,7 @@ class Encoder:
             )
             age = top_coded_age(iso8601_age_years(case.age))
             unseen = self._codes(leading, (case_sex(case.sex), age_band(age), EXTERNAL_CENTRE_ID, None, None, None))
-            leading += (age, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0.0, _NAN)
+            leading += (age, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN)
             leading += numbers
             present.append(flags_present)
             absent.append(flags_absent)

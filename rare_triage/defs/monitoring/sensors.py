@@ -5,6 +5,7 @@ one retraining run.
 |---|---|---|
 | RARE_TRIAGE_RETRAIN_COOLDOWN_HOURS | 24 | after a request, later "retrain" decisions are consumed without a run |
 | RARE_TRIAGE_RETRAIN_VALIDATION_DAYS / _TEST_DAYS | 7 / 7 | windows of the retraining run, ending on the last day |
+| RARE_TRIAGE_RETRAIN_MIN_WINDOW_ORPHANS | 300 | validation and test windows grow until each holds this many orphans |
 | RARE_TRIAGE_LOG_LOOKBACK_DAYS | 3 | days of shipped logs the log sensor watches |
 """
 
@@ -32,6 +33,7 @@ class RetrainPolicy:
     cooldown: dt.timedelta
     validation_days: int
     test_days: int
+    min_window_orphans: int = 300
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> "RetrainPolicy":
@@ -49,6 +51,7 @@ class RetrainPolicy:
             cooldown=dt.timedelta(hours=number("RARE_TRIAGE_RETRAIN_COOLDOWN_HOURS", "24")),
             validation_days=int(number("RARE_TRIAGE_RETRAIN_VALIDATION_DAYS", "7")),
             test_days=int(number("RARE_TRIAGE_RETRAIN_TEST_DAYS", "7")),
+            min_window_orphans=int(number("RARE_TRIAGE_RETRAIN_MIN_WINDOW_ORPHANS", "300")),
         )
 
 
@@ -81,11 +84,17 @@ def _latest_features_day(warehouse: DuckDBResource) -> str | None:
 
 def retraining_run_config(policy: RetrainPolicy) -> dict[str, Any]:
     """The retraining run: the training windows end on the latest features day (so they include the drifted days
-    once ingested): test and validation windows of the policy's lengths, training on every earlier day."""
+    once ingested): test and validation windows of the policy's lengths at least, grown until each holds the
+    policy's orphan count, training on every earlier day."""
     return {
         "ops": {
             c.TRAINING_SET.path[-1]: {
-                "config": {"validation_days": policy.validation_days, "test_days": policy.test_days, "train_days": 0}
+                "config": {
+                    "validation_days": policy.validation_days,
+                    "test_days": policy.test_days,
+                    "train_days": 0,
+                    "min_window_orphans": policy.min_window_orphans,
+                }
             }
         }
     }

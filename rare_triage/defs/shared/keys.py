@@ -67,12 +67,14 @@ ORPHAN_RECALL_GATE = "orphan_recall_gate"
 ORPHAN_PR_AUC_GATE = "orphan_pr_auc_gate"
 SUBGROUP_RECALL_GATE = "subgroup_recall_gate"
 BEHAVIOUR_GATE = "behaviour_gate"
+ROBUSTNESS_GATE = "robustness_gate"
 EXTERNAL_VALIDATION_GATE = "external_validation_gate"
 TRAINING_GATES = [
     dg.AssetCheckKey(MODEL_EVALUATION, ORPHAN_RECALL_GATE),
     dg.AssetCheckKey(MODEL_EVALUATION, ORPHAN_PR_AUC_GATE),
     dg.AssetCheckKey(MODEL_EVALUATION, SUBGROUP_RECALL_GATE),
     dg.AssetCheckKey(MODEL_EVALUATION, BEHAVIOUR_GATE),
+    dg.AssetCheckKey(MODEL_EVALUATION, ROBUSTNESS_GATE),
     dg.AssetCheckKey(EXTERNAL_VALIDATION, EXTERNAL_VALIDATION_GATE),
 ]
 

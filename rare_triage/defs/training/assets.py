@@ -18,6 +18,7 @@ from rare_triage.lib.training.datasets import local_database, log_window_dataset
 from rare_triage.lib.training.model import build_triage_model
 from rare_triage.lib.training.plots import calibration_png, markdown_image, pr_curves_png
 from rare_triage.lib.training.report import json_safe, markdown_table, metric_value
+from rare_triage.lib.training.robustness import vocabulary_phenotype_items
 from rare_triage.lib.training.train import train_triage_model
 from rare_triage.lib.training.windows import (
     TrainingSet,
@@ -25,6 +26,8 @@ from rare_triage.lib.training.windows import (
     explicit_windows,
     label_distribution,
     last_days_windows,
+    orphan_sized_windows,
+    orphans_per_day_query,
     partitions_query,
     window_query,
 )
@@ -51,7 +54,8 @@ def mlflow_links(
     pool=c.DUCKDB_POOL,
     kinds={"duckdb", "pandas"},
     description="Train / validation / test windows of encounter features read from the DuckDB warehouse by "
-    "partition_day; the test window is strictly later than validation, itself later than training.",
+    "partition_day; the test window is strictly later than validation, itself later than training; validation and "
+    "test grow by whole days until each holds min_window_orphans (300) orphan encounters.",
 )
 def training_set(
     context: dg.AssetExecutionContext, config: TrainingSetConfig, duckdb: DuckDBResource
@@ -65,11 +69,20 @@ def training_set(
                 "materialize encounter_features first"
             ) from exc
         bounds = config.explicit_bounds()
-        windows = (
-            explicit_windows(bounds)
-            if bounds
-            else last_days_windows(days, config.train_days, config.validation_days, config.test_days)
-        )
+        if bounds:
+            windows = explicit_windows(bounds)
+        elif config.min_window_orphans > 0:
+            orphans = dict(conn.execute(orphans_per_day_query(config.table)).fetchall())
+            windows = orphan_sized_windows(
+                orphans,
+                min_orphans=config.min_window_orphans,
+                train_days=config.train_days,
+                validation_days=config.validation_days,
+                test_days=config.test_days,
+                min_train_days=config.min_train_days,
+            )
+        else:
+            windows = last_days_windows(days, config.train_days, config.validation_days, config.test_days)
         frames = {}
         for name, window in windows.items():
             frame = conn.execute(window_query(config.table), [window.start.isoformat(), window.end.isoformat()]).df()
@@ -111,7 +124,8 @@ def training_set(
     kinds={"scikitlearn", "xgboost", "mlflow"},
     description="Candidate pipelines (LR, depth-bounded RF, XGBoost x class weights / oversampling, a two-stage "
     "comparison) cross-validated on the training window; the chosen one refitted, calibrated if it helps, its "
-    "orphan threshold tuned on validation for the target recall; logged and registered in MLflow as a new version "
+    "orphan threshold tuned on validation for the target recall; each fit's non-orphan rows augmented with copies "
+    "carrying random incidental vocabulary terms; logged and registered in MLflow as a new version "
     "(tag gates=pending; alias `challenger` only after every blocking gate passed, set by published_model).",
 )
 def triage_model(
@@ -155,7 +169,15 @@ def triage_model(
         }
         for name, dataset in datasets.items():
             log_window_dataset(dataset, name)
-        outcome = train_triage_model(training_set.train, training_set.validation, training_config, log=context.log.info)
+        outcome = train_triage_model(
+            training_set.train,
+            training_set.validation,
+            training_config,
+            log=context.log.info,
+            vocabulary_items=lambda inputs: vocabulary_phenotype_items(
+                ref.vocabulary, ref.term_rollup, ref.term_system, inputs, term_ic=ref.term_information_content
+            ),
+        )
         tracking.log_params(
             {
                 "chosen_candidate": outcome.spec.name,

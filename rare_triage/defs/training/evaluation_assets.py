@@ -24,19 +24,25 @@ from rare_triage.lib.training.external import (
     ExternalValidation,
     external_features,
     external_report,
+    non_orphan_flag_rates,
     operating_points,
+    shares_by_extent,
 )
 from rare_triage.lib.training.model import TriageModel
 from rare_triage.lib.training.plots import calibration_png, confusion_png, markdown_image, pr_curves_png
 from rare_triage.lib.training.report import json_safe, markdown_table, metric_value
-from rare_triage.lib.training.robustness import PhenotypeItem, phenotype_items
+from rare_triage.lib.training.robustness import PhenotypeItem, phenotype_items, vocabulary_phenotype_items
 from rare_triage.lib.training.thresholds import ThresholdPolicy
 from rare_triage.lib.training.windows import TrainingSet
 
+ROBUSTNESS_TERMS_SHOWN = 15  # rows of the per-term table in the asset's markdown (all of them in its JSON)
 
-def _phenotype_items(ref: ReferenceTables, columns: list[str]) -> tuple[list[PhenotypeItem], list[PhenotypeItem]]:
-    """Red-flag terms of the vocabulary, and the incidental findings the synthetic source gives non-orphan
-    patients (with their weights), as the feature SQL would encode them."""
+
+def _phenotype_items(
+    ref: ReferenceTables, columns: list[str]
+) -> tuple[list[PhenotypeItem], list[PhenotypeItem], list[PhenotypeItem]]:
+    """Red-flag terms of the vocabulary, the incidental findings the synthetic source gives non-orphan patients
+    (with their weights), and every vocabulary term among the model's inputs, as the feature SQL would encode them."""
     red_ids = ref.vocabulary.loc[ref.vocabulary["group"] == "orphan_red_flag", "hpo_id"].tolist()
     ic = ref.term_information_content
     red_flags = phenotype_items(red_ids, ref.term_rollup, ref.term_system, columns, term_ic=ic)
@@ -49,7 +55,8 @@ def _phenotype_items(ref: ReferenceTables, columns: list[str]) -> tuple[list[Phe
         weights=incidental["weight"].tolist(),
         term_ic=ic,
     )
-    return red_flags, items
+    vocabulary = vocabulary_phenotype_items(ref.vocabulary, ref.term_rollup, ref.term_system, columns, term_ic=ic)
+    return red_flags, items, vocabulary
 
 
 @dg.asset(
@@ -63,7 +70,8 @@ def _phenotype_items(ref: ReferenceTables, columns: list[str]) -> tuple[list[Phe
     kinds={"scikitlearn", "mlflow"},
     description="The chosen model on the held-back test window: ROC/PR-AUC per class, macro F1, orphan recall, "
     "precision, NPV and flag rate at the threshold, Brier and ECE, confusion matrix, subgroups (age band, sex, "
-    "centre), robustness to incidental phenotypes and multimorbid elderly patients, behavioural tests.",
+    "centre), robustness to incidental phenotypes, to random extra vocabulary terms and to each vocabulary term "
+    "added alone (the per-term table), multimorbid elderly patients, behavioural tests.",
 )
 def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by parameter name)
     context: dg.AssetExecutionContext,
@@ -75,7 +83,7 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
 ) -> dg.MaterializeResult:
     ref = reference_from_frames(reference)
     columns = list(triage_model.feature_columns)
-    red_flags, incidental = _phenotype_items(ref, columns)
+    red_flags, incidental, vocabulary = _phenotype_items(ref, columns)
     policy = ThresholdPolicy.from_bundle(triage_model.thresholds, triage_model.needs_review)
     tags = {
         **tracking.asset_run_tags(context.run.run_id, "model_evaluation"),
@@ -98,11 +106,13 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
             policy,
             training_set.test,
             incidental_items=incidental,
+            vocabulary_items=vocabulary,
             red_flags=red_flags,
             min_subgroup_orphans=config.min_subgroup_orphans,
             behaviour_sample=config.behaviour_sample,
             elderly_age=config.elderly_age,
             min_chronic_conditions=config.min_chronic_conditions,
+            robustness_seeds=config.robustness_seeds,
             seed=config.seed,
         )
         plots = {
@@ -116,6 +126,7 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
             tracking.log_png(png, f"{name}.png")
         tracking.log_metrics(evaluation.metrics, "test.")
         tracking.log_table(evaluation.subgroups, "test_subgroups.csv")
+        tracking.log_result_table(evaluation.robustness_per_term, "tables/robustness_per_term.json")
         tracking.log_json(json_safe(evaluation.behaviour), "behaviour.json")
         tracking.log_json(evaluation.confusion, "confusion_matrix.json")
         tracking.set_version_tags(
@@ -140,6 +151,10 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
             "per_class": dg.MetadataValue.md(markdown_table(per_class)),
             "subgroups": dg.MetadataValue.md(markdown_table(evaluation.subgroups)),
             "robustness": dg.MetadataValue.json(json_safe(evaluation.robustness)),
+            "robustness_per_term": dg.MetadataValue.md(
+                markdown_table(evaluation.robustness_per_term.head(ROBUSTNESS_TERMS_SHOWN))
+            ),
+            "robustness_per_term_all": dg.MetadataValue.json(json_safe(evaluation.robustness_per_term)),
             "behaviour": dg.MetadataValue.json(
                 json_safe(
                     {k: v for k, v in evaluation.behaviour.items() if k != "red_flag_monotonicity"}
@@ -167,9 +182,10 @@ def model_evaluation(  # noqa: PLR0917 (Dagster passes inputs and resources by p
         "reference": REFERENCE_IN,
     },
     kinds={"scikitlearn", "mlflow"},
-    description="Real published rare-disease cases (phenopacket-store) through the same feature SQL, no vitals, "
-    "duration or visits: share flagged orphan-compatible overall and per cohort, next to the non-orphan test flag "
-    "rate; plus the feature-set ablation (shortcut probe, vocabulary alone vs vocabulary + organ systems).",
+    description="Real published rare-disease cases (phenopacket-store) through the same feature SQL, phenotype, "
+    "age and sex only (everything else missing): share flagged orphan-compatible overall, per cohort and by number "
+    "of organ systems / observed terms, next to synthetic non-orphans encoded the same way; operating points at 5% "
+    "and 2% non-orphan flag rates for both encodings; plus the feature-set ablation (shortcut probe).",
 )
 def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources by parameter name)
     context: dg.AssetExecutionContext,
@@ -204,13 +220,17 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
                 max_rows=config.ablation_max_rows,
                 log=context.log.info,
             )
+        columns = list(triage_model.feature_columns)
         points = operating_points(
             triage_model.pipeline,
-            list(triage_model.feature_columns),
+            columns,
             validation=training_set.validation,
             test=training_set.test,
             external=features,
+            flag_rates=tuple(config.operating_flag_rates),
         )
+        like_rate, like_by_label = non_orphan_flag_rates(triage_model.pipeline, columns, training_set.test, policy)
+        by_extent = shares_by_extent(triage_model.pipeline, columns, features, policy, points)
         result = ExternalValidation(
             n_cases=int(overall["n_cases"]),
             share_flagged=overall["share_flagged"],
@@ -224,14 +244,18 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
             operating_points=points,
             mlflow_run_id=run.info.run_id,
             mlflow_model_version=triage_model.mlflow_model_version,
+            phenotype_only_non_orphan_flag_rate=like_rate,
+            phenotype_only_flag_rate_by_label=like_by_label,
+            by_extent=by_extent,
         )
         tracking.log_params({"n_cases": result.n_cases, "ablation": config.ablation})
         tracking.log_metrics(result.metrics())
         tracking.log_table(per_cohort, "external_per_cohort.csv")
         tracking.log_table(points, "operating_points.csv")
+        tracking.log_table(by_extent, "external_by_extent.csv")
         for row in points.to_dict(orient="records"):
-            rate = row.pop("target_non_orphan_flag_rate")
-            tracking.log_metrics(row, f"at_flag_rate_{rate:g}.")
+            rate, encoding = row.pop("target_non_orphan_flag_rate"), row.pop("encoding")
+            tracking.log_metrics(row, f"{encoding}.at_flag_rate_{rate:g}.")
         if not ablation.empty:
             tracking.log_table(ablation, "feature_ablation.csv")
             for row in ablation.to_dict(orient="records"):
@@ -253,11 +277,13 @@ def external_validation(  # noqa: PLR0917 (Dagster passes inputs and resources b
             "external_validation_share": metric_value(result.share_flagged),
             "share_flagged_or_review": metric_value(result.share_flagged_or_review),
             "test_non_orphan_flag_rate": metric_value(result.test_non_orphan_flag_rate),
+            "test_non_orphan_flag_rate_phenotype_only": metric_value(result.phenotype_only_non_orphan_flag_rate),
             "n_cases": result.n_cases,
             "n_cohorts": len(per_cohort),
             "summary": dg.MetadataValue.json(json_safe(result.metrics())),
             "operating_points": dg.MetadataValue.md(markdown_table(points)),
             "per_cohort": dg.MetadataValue.md(markdown_table(per_cohort)),
+            "by_extent": dg.MetadataValue.md(markdown_table(by_extent)),
             "feature_ablation": dg.MetadataValue.md(markdown_table(ablation) if not ablation.empty else "not run"),
             "shortcut_warning": warning or "none",
             "mlflow_run_id": run.info.run_id,

@@ -84,6 +84,50 @@ def missing_vitals_scores(pipeline: Any, frame: pd.DataFrame, columns: Sequence[
     }
 
 
+# The columns k-anonymity generalises to the marker "*" (lib/governance/kanonymity.py), and the maximum |z| of the
+# two-proportion test that compares the flag rates of generalised and other rows.
+GENERALISED_COLUMNS = ("centre_id", "centre_level", "age_band")
+GENERALISATION_MAX_Z = 3.0
+
+
+def generalised_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of a features frame (before model_inputs) that k-anonymity generalised: a "*" in any of its columns."""
+    columns = [c for c in GENERALISED_COLUMNS if c in frame.columns]
+    if not columns:
+        return np.zeros(len(frame), dtype=bool)
+    return np.asarray((frame[columns].astype("string") == "*").fillna(False).any(axis=1))
+
+
+def generalisation_invariance(
+    pipeline: Any,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    orphan_threshold: float,
+    generalised: np.ndarray,
+    *,
+    max_abs_z: float = GENERALISATION_MAX_Z,
+) -> dict[str, Any]:
+    """Does the flag rate depend on whether k-anonymity generalised a row? The flag rates of the generalised rows and
+    of the others (non-orphans: the alarms that matter) compared by a two-proportion z test; passed when |z| <=
+    max_abs_z (within sampling error) or when either group is empty. A model that learnt the anonymizer's choices
+    flags generalised rows more (before the fix: 9.5% against 3.8%)."""
+    generalised = np.asarray(generalised, dtype=bool)
+    n1, n0 = int(generalised.sum()), int((~generalised).sum())
+    report: dict[str, Any] = {"rows": len(frame), "generalised_rows": n1, "max_abs_z": max_abs_z}
+    if not n1 or not n0:
+        return {
+            **report,
+            "z": 0.0,
+            "passed": True,
+            "reason": "no generalised row" if not n1 else "every row generalised",
+        }
+    flagged = _orphan_proba(pipeline, frame, columns) >= orphan_threshold
+    p1, p0, pooled = float(flagged[generalised].mean()), float(flagged[~generalised].mean()), float(flagged.mean())
+    se = float(np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0)))
+    z = (p1 - p0) / se if se > 0 else 0.0
+    return {**report, "flag_rate_generalised": p1, "flag_rate_other": p0, "z": z, "passed": abs(z) <= max_abs_z}
+
+
 def behaviour_report(
     pipeline: Any,
     frame: pd.DataFrame,
@@ -92,13 +136,23 @@ def behaviour_report(
     red_flags: Sequence[PhenotypeItem],
     sample_size: int = 500,
     seed: int = 0,
+    orphan_threshold: float | None = None,
+    non_orphan: np.ndarray | None = None,
+    generalised: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The three behavioural tests on a random sample of rows."""
+    """The three behavioural tests on a random sample of rows; with `orphan_threshold` and the `non_orphan` and
+    `generalised` masks, also generalisation invariance over every non-orphan row (a flag rate needs more rows than
+    the sample)."""
     sample = frame.sample(n=min(sample_size, len(frame)), random_state=seed) if len(frame) else frame
     report: dict[str, Any] = {
         "patient_key_invariance": patient_key_invariance(pipeline, sample, columns),
         "red_flag_monotonicity": red_flag_monotonicity(pipeline, sample, columns, red_flags),
         "missing_vitals": missing_vitals_scores(pipeline, sample, columns),
     }
+    if orphan_threshold is not None and non_orphan is not None and generalised is not None:
+        keep = np.asarray(non_orphan, dtype=bool)
+        report["generalisation_invariance"] = generalisation_invariance(
+            pipeline, frame.loc[keep], columns, orphan_threshold, np.asarray(generalised, dtype=bool)[keep]
+        )
     report["passed"] = all(part["passed"] for part in report.values())
     return report

@@ -6,9 +6,10 @@ gives wrong probabilities (float32 vs float64 rounding at split thresholds, see 
 """
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
@@ -29,6 +30,9 @@ from rare_triage.lib.training.imbalance import (
     servable_pipeline,
 )
 from rare_triage.lib.training.two_stage import TwoStageClassifier
+
+if TYPE_CHECKING:
+    from rare_triage.lib.training.augmentation import IncidentalAugmentation
 
 MODEL_KINDS = ("logistic_regression", "random_forest", "xgboost")
 TWO_STAGE_SUFFIX = "two_stage"
@@ -97,25 +101,74 @@ class ModelParams:
         return asdict(self)
 
 
+# Only k-anonymity generalisation leaves these inputs missing (age_years is blanked with a suppressed age band): they
+# are imputed for every model, so that no model learns "this row was generalised" from their missingness.
+IMPUTED_FOR_EVERY_MODEL = ("age_years",)
+# What k-anonymity generalises (lib/governance/kanonymity.py; the marker "*" is missing once through model_inputs):
+# the centre (id and level), the age band with the exact age. Generalised rows are not a random sample (small
+# classes: children at tertiary centres, the very old), so any fixed encoding of "generalised" (a category, a
+# missing value, an imputed constant a tree can isolate) would let a model learn the anonymizer's choices.
+GENERALISED_GROUPS = (("centre_id", "centre_level"), ("age_band", "age_years"))
+
+
+def hot_deck_generalised(X: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Training rows only: each group of GENERALISED_GROUPS missing in a row takes the values of that group from a
+    random row that holds them (hot-deck imputation), so a generalised row looks like an ordinary row of the
+    window and no fixed value marks it. At prediction the pipeline's own imputation applies (the most frequent
+    category, the median age): a value the model never learnt to read as "generalised"."""
+    out: pd.DataFrame | None = None
+    rng = np.random.default_rng(seed)
+    for group in GENERALISED_GROUPS:
+        columns = [c for c in group if c in X.columns]
+        if not columns:
+            continue
+        missing = X[columns].isna().any(axis=1).to_numpy()
+        donors = np.flatnonzero(~missing)
+        if not missing.any() or not donors.size:
+            continue
+        out = X.copy() if out is None else out
+        picked = donors[rng.integers(0, donors.size, int(missing.sum()))]
+        for column in columns:
+            values = X[column].to_numpy()
+            filled = out[column].to_numpy(copy=True)
+            filled[missing] = values[picked]
+            out[column] = filled
+    return X if out is None else out
+
+
 def build_preprocessor(roles: FeatureRoles, model: str, params: ModelParams, finite: bool) -> ColumnTransformer:
-    """Categoricals one-hot; numerics imputed (+ scaled for the linear model); phenotype flags NaN -> 0.
+    """Categoricals: a missing value (and the k-anonymity marker, which `model_inputs` turns into one) takes the most
+    frequent category, then one-hot; numerics imputed (+ scaled for the linear model); phenotype flags NaN -> 0.
+    A generalised row thus looks like an ordinary one: no input says "the anonymizer generalised this row".
 
     XGBoost takes numerics with NaN (it learns where missing values go) unless `finite` is asked for
-    (SMOTE interpolates between rows and needs finite values).
+    (SMOTE interpolates between rows and needs finite values); IMPUTED_FOR_EVERY_MODEL are imputed even then.
     """
     blocks: list[tuple[str, Any, list[str]]] = []
     if roles.categorical:
-        encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+        encoder = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                ("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
         blocks.append(("categorical", encoder, list(roles.categorical)))
+    imputed_apart = [c for c in roles.numeric if c in IMPUTED_FOR_EVERY_MODEL]
+    if model == "xgboost" and not finite and imputed_apart:
+        blocks.append(("imputed", SimpleImputer(strategy="median", keep_empty_features=True), imputed_apart))
     if roles.numeric:
         numeric: Any
         if model == "xgboost" and not finite:
             numeric = "passthrough"
+            roles = FeatureRoles(
+                roles.categorical, tuple(c for c in roles.numeric if c not in imputed_apart), roles.phenotype
+            )
         else:
             impute = SimpleImputer(strategy="median", keep_empty_features=True)
             scaled = model == "logistic_regression"
             numeric = Pipeline([("impute", impute), ("scale", StandardScaler())]) if scaled else impute
-        blocks.append(("numeric", numeric, list(roles.numeric)))
+        if roles.numeric:
+            blocks.append(("numeric", numeric, list(roles.numeric)))
     if roles.phenotype:
         flags: Any
         if params.phenotype_unknown_as_absent or model != "xgboost" or finite:
@@ -178,13 +231,26 @@ def build_pipeline(spec: CandidateSpec, roles: FeatureRoles, params: ModelParams
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
-def fit_candidate(spec: CandidateSpec, X: Any, y: np.ndarray, roles: FeatureRoles, params: ModelParams) -> Pipeline:
-    """Fit a candidate and return the plain scikit-learn Pipeline that predicts (samplers stripped)."""
+def fit_candidate(
+    spec: CandidateSpec,
+    X: Any,
+    y: np.ndarray,
+    roles: FeatureRoles,
+    params: ModelParams,
+    *,
+    augmentation: "IncidentalAugmentation | None" = None,
+) -> Pipeline:
+    """Fit a candidate and return the plain scikit-learn Pipeline that predicts (samplers stripped); `augmentation`
+    adds its copies of non-orphan fit rows first (see lib/training/augmentation.py)."""
+    if augmentation is not None:
+        X, y = augmentation.apply(X, y)
     y = np.asarray(y)
     missing = sorted(set(range(len(schema.LABELS))) - set(np.unique(y).tolist()))
     if missing:
         raise ValueError(f"label: class(es) {[schema.LABELS[i] for i in missing]} absent from the training rows")
     pipeline = build_pipeline(spec, roles, params, y)
+    if isinstance(X, pd.DataFrame):
+        X = hot_deck_generalised(X, params.seed)
     fit_params: dict[str, Any] = {}
     if spec.model == "xgboost" and spec.imbalance == "class_weight" and not spec.two_stage:
         fit_params["classifier__sample_weight"] = balanced_sample_weight(y)

@@ -8,6 +8,7 @@ import pandas as pd
 
 from rare_triage.lib import schema
 from rare_triage.lib.features.build import feature_columns
+from rare_triage.lib.governance.kanonymity import SUPPRESSED
 
 SHORTCUT_COLUMNS = ("symptom_duration_days", "prior_visits_365d")
 VITAL_COLUMNS = tuple(name for name, _unit, _low, _high in schema.VITAL_LOINC.values())
@@ -115,7 +116,8 @@ def label_codes(labels: pd.Series | Sequence[str]) -> np.ndarray:
 
 
 def model_inputs(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """The model input frame: categoricals as object (str, NaN when missing), everything else float64."""
+    """The model input frame: categoricals as object (str, NaN when missing or generalised to the k-anonymity marker
+    "*": the anonymizer's choice is never a model input), everything else float64."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"features frame: missing column(s) {missing}")
@@ -124,7 +126,7 @@ def model_inputs(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
         values = frame[column]
         if column in schema.FEATURE_CATEGORICAL_COLUMNS:
             text = values.astype("string")
-            out[column] = text.astype(object).where(text.notna(), np.nan)
+            out[column] = text.astype(object).where(text.notna() & (text != SUPPRESSED), np.nan)
         else:
             try:
                 out[column] = pd.to_numeric(values, errors="raise").astype("float64")

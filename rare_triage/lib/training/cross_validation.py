@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from rare_triage.lib.training.augmentation import IncidentalAugmentation
 from rare_triage.lib.training.candidates import (
     MODEL_KINDS,
     CandidateSpec,
@@ -81,6 +82,7 @@ def cross_validate_candidate(
     *,
     n_splits: int,
     target_recall: float = DEFAULT_TARGET_RECALL,
+    augmentation: IncidentalAugmentation | None = None,
 ) -> CandidateResult:
     """Out-of-fold probabilities of a candidate over StratifiedKFold, scored on the orphan class first."""
     y = np.asarray(y)
@@ -92,7 +94,7 @@ def cross_validate_candidate(
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=params.seed)
     for fit_rows, score_rows in folds.split(np.zeros(len(y)), y):
         started = time.perf_counter()
-        model = fit_candidate(spec, X.iloc[fit_rows], y[fit_rows], roles, params)
+        model = fit_candidate(spec, X.iloc[fit_rows], y[fit_rows], roles, params, augmentation=augmentation)
         fit_times.append(time.perf_counter() - started)
         started = time.perf_counter()
         with single_threaded_blas():
@@ -125,11 +127,15 @@ def cross_validate_candidates(
     n_splits: int,
     target_recall: float,
     log: Callable[[str], None] | None = None,
+    augmentation: IncidentalAugmentation | None = None,
 ) -> list[CandidateResult]:
-    """Every candidate through the same folds; `log` gets one line per candidate."""
+    """Every candidate through the same folds (each fold's fit rows augmented when asked); `log` gets one line per
+    candidate."""
     results = []
     for spec in specs:
-        result = cross_validate_candidate(spec, X, y, roles, params, n_splits=n_splits, target_recall=target_recall)
+        result = cross_validate_candidate(
+            spec, X, y, roles, params, n_splits=n_splits, target_recall=target_recall, augmentation=augmentation
+        )
         if log is not None:
             log(f"cv {spec.name}: {result.row()}")
         results.append(result)

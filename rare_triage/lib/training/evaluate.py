@@ -1,5 +1,6 @@
 """Evaluation of the chosen model on the held-back test window: metrics at the threshold, calibration,
-subgroups, robustness to incidental findings and behavioural tests."""
+subgroups, robustness to incidental findings and to extra vocabulary terms (gated, with its per-term table) and
+behavioural tests."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rare_triage.lib.training.behaviour import behaviour_report
+from rare_triage.lib.training.behaviour import behaviour_report, generalised_rows
 from rare_triage.lib.training.candidates import single_threaded_blas
 from rare_triage.lib.training.columns import ORPHAN_INDEX, label_codes, model_inputs
 from rare_triage.lib.training.metrics import (
@@ -18,7 +19,7 @@ from rare_triage.lib.training.metrics import (
     subgroup_table,
     summary_metrics,
 )
-from rare_triage.lib.training.robustness import PhenotypeItem, robustness_report
+from rare_triage.lib.training.robustness import PhenotypeItem, robustness_report, vocabulary_robustness
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, predict_codes
 
 HEADLINE_METRICS = (
@@ -38,6 +39,9 @@ HEADLINE_METRICS = (
     "brier_orphan",
     "ece_orphan",
     "ece_top_label",
+    "robustness_plus_1_ratio",
+    "robustness_plus_2_ratio",
+    "robustness_max_single_term_ratio",
     "robustness_non_orphan_flag_rate_plus_1_incidental",
     "robustness_non_orphan_flag_rate_plus_2_incidental",
     "robustness_elderly_multimorbid_flag_rate",
@@ -58,6 +62,8 @@ class ModelEvaluation:
     confusion: list[list[int]]
     subgroups: pd.DataFrame = field(repr=False)
     robustness: dict[str, float] = field(default_factory=dict)
+    # every vocabulary term added alone to the non-orphan test rows (robustness.PER_TERM_COLUMNS), worst first
+    robustness_per_term: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     behaviour: dict[str, Any] = field(default_factory=dict, repr=False)
     partitions: list[str] = field(default_factory=list)
     y_test: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
@@ -73,12 +79,14 @@ def evaluate_model(
     test: pd.DataFrame,
     *,
     incidental_items: Sequence[PhenotypeItem],
+    vocabulary_items: Sequence[PhenotypeItem],
     red_flags: Sequence[PhenotypeItem],
     subgroup_columns: Sequence[str] = SUBGROUP_COLUMNS,
     min_subgroup_orphans: int,
     behaviour_sample: int,
     elderly_age: float,
     min_chronic_conditions: int,
+    robustness_seeds: int,
     seed: int,
 ) -> ModelEvaluation:
     """Score the test window and compute every number of the evaluation."""
@@ -89,12 +97,14 @@ def evaluate_model(
             policy,
             test,
             incidental_items=incidental_items,
+            vocabulary_items=vocabulary_items,
             red_flags=red_flags,
             subgroup_columns=subgroup_columns,
             min_subgroup_orphans=min_subgroup_orphans,
             behaviour_sample=behaviour_sample,
             elderly_age=elderly_age,
             min_chronic_conditions=min_chronic_conditions,
+            robustness_seeds=robustness_seeds,
             seed=seed,
         )
 
@@ -106,12 +116,14 @@ def _evaluate(
     test: pd.DataFrame,
     *,
     incidental_items: Sequence[PhenotypeItem],
+    vocabulary_items: Sequence[PhenotypeItem],
     red_flags: Sequence[PhenotypeItem],
     subgroup_columns: Sequence[str],
     min_subgroup_orphans: int,
     behaviour_sample: int,
     elderly_age: float,
     min_chronic_conditions: int,
+    robustness_seeds: int,
     seed: int,
 ) -> ModelEvaluation:
     if len(test) == 0:
@@ -133,6 +145,17 @@ def _evaluate(
         min_chronic_conditions=min_chronic_conditions,
         seed=seed,
     )
+    vocabulary, per_term = vocabulary_robustness(
+        pipeline,
+        inputs,
+        y,
+        policy,
+        feature_columns=columns,
+        vocabulary_items=vocabulary_items,
+        seed=seed,
+        n_seeds=robustness_seeds,
+    )
+    robustness = robustness | vocabulary
     metrics = summary_metrics(y, proba, policy)
     metrics.update({f"robustness_{k}": v for k, v in robustness.items()})
     return ModelEvaluation(
@@ -141,6 +164,7 @@ def _evaluate(
         confusion=confusion(y, predict_codes(proba, policy)),
         subgroups=subgroup_table(test, y == ORPHAN_INDEX, flagged, subgroup_columns, min_subgroup_orphans),
         robustness=robustness,
+        robustness_per_term=per_term,
         behaviour=behaviour_report(
             pipeline,
             inputs,
@@ -148,6 +172,9 @@ def _evaluate(
             red_flags=red_flags,
             sample_size=behaviour_sample,
             seed=seed,
+            orphan_threshold=policy.orphan_threshold,
+            non_orphan=y != ORPHAN_INDEX,
+            generalised=generalised_rows(test),
         ),
         partitions=sorted(test["partition_day"].astype(str).unique()),
         y_test=y,

@@ -1,6 +1,12 @@
 """External validation on real published rare-disease cases (phenopacket-store): the same feature SQL as the
 encounters (HPO roll-up to the vocabulary and organ systems), everything else missing, and the share the
-model flags as orphan-compatible, overall and per cohort."""
+model flags as orphan-compatible, overall, per cohort and by the extent of the phenotype.
+
+Like with like: a case report holds its phenotype, age and sex only, so every other input (vitals, scores,
+duration, visit history, comorbidity count, centre, consultation) is missing for a case, never a value such as
+"no comorbidity". The share of real cases flagged is compared with the flag rate of synthetic non-orphans encoded
+exactly as the cases are (`phenotype_only`), at thresholds set for 5% and 2% of those non-orphans.
+"""
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,23 +15,47 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.features.build import build_encounter_features, encode_phenotype_cases
+from rare_triage.lib.features.build import EXTERNAL_CENTRE_ID, build_encounter_features, encode_phenotype_cases
 from rare_triage.lib.reference.loaders import icd10_acuity
 from rare_triage.lib.reference.ontology import ReferenceTables
 from rare_triage.lib.training.columns import ORPHAN_INDEX, model_inputs, vocabulary_columns
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, in_review_band
 
 CASE_COLUMNS = ("id", "cohort", "sex", "age_years", "observed", "excluded")
+# The model inputs a published case holds besides its hpo_* / sys_* flags: the rest is unknown for a case.
+CASE_HELD_COLUMNS = ("sex", "age_years", "age_band", "n_systems_involved", *schema.SPECIFICITY_COLUMNS)
+# What an input a case does not hold is set to: the centre is the external one (a category no model has seen),
+# every other categorical and every numeric is missing.
+CASE_UNHELD_CATEGORICALS = {"centre_id": EXTERNAL_CENTRE_ID}
+ENCODING_ALL_FEATURES = "all_features"
+ENCODING_PHENOTYPE_ONLY = "phenotype_only"
+
+
+def phenotype_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of feature rows encoded as a published case is: phenotype flags, age and sex kept, every other model
+    input missing (centre_id the external centre). Applied to real cases it changes nothing."""
+    out = frame.copy()
+    for column in schema.FEATURE_CATEGORICAL_COLUMNS:
+        if column in out.columns and column not in CASE_HELD_COLUMNS:
+            out[column] = pd.Series(CASE_UNHELD_CATEGORICALS.get(column), index=out.index, dtype=object)
+    for column in schema.FEATURE_NUMERIC_COLUMNS:
+        if column in out.columns and column not in CASE_HELD_COLUMNS:
+            out[column] = np.nan
+    return out
 
 
 def external_features(cases: pd.DataFrame, reference: ReferenceTables) -> pd.DataFrame:
-    """Feature rows of published cases (columns of the features table plus `cohort`), in case order."""
+    """Feature rows of published cases (columns of the features table plus `cohort`), in case order; what a case
+    does not hold is missing (`phenotype_only`): the feature SQL's comorbidity count of 0 (no problem-list row)
+    would tell the model "no chronic condition", which a case report never says."""
     missing = [c for c in CASE_COLUMNS if c not in cases.columns]
     if missing:
         raise ValueError(f"cases: missing column(s) {missing}")
     renamed = cases.rename(columns={"id": "case_id"})
     anon = encode_phenotype_cases(renamed[["case_id", "sex", "age_years", "observed", "excluded"]])
-    features = build_encounter_features(anon, icd10_acuity=icd10_acuity(), **reference.feature_encoding())
+    features = phenotype_only(
+        build_encounter_features(anon, icd10_acuity=icd10_acuity(), **reference.feature_encoding())
+    )
     features["cohort"] = renamed["cohort"].astype(str).to_numpy()
     return features
 
@@ -33,7 +63,8 @@ def external_features(cases: pd.DataFrame, reference: ReferenceTables) -> pd.Dat
 @dataclass(frozen=True)
 class ExternalValidation:
     """Share of real cases flagged orphan-compatible at the model's threshold, next to the non-orphan test flag
-    rate (a high share bought by flagging everyone is not a success), and the feature-set ablation."""
+    rate with all features and encoded as the cases are (a high share bought by flagging everyone is not a
+    success); the operating points of both encodings, the shares by extent of the phenotype, the ablation."""
 
     n_cases: int
     share_flagged: float
@@ -47,8 +78,14 @@ class ExternalValidation:
     operating_points: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     mlflow_run_id: str | None = None
     mlflow_model_version: str | None = None
+    phenotype_only_non_orphan_flag_rate: float = float("nan")
+    phenotype_only_flag_rate_by_label: dict[str, float] = field(default_factory=dict)
+    by_extent: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def metrics(self) -> dict[str, float]:
+        by_label = {
+            f"phenotype_only_flag_rate_{label}": rate for label, rate in self.phenotype_only_flag_rate_by_label.items()
+        }
         return {
             "external_n_cases": float(self.n_cases),
             "external_validation_share": self.share_flagged,
@@ -57,7 +94,19 @@ class ExternalValidation:
             "external_share_flagged_without_vocabulary_term": self.share_flagged_without_vocabulary_term,
             "external_mean_orphan_probability": self.mean_orphan_probability,
             "test_non_orphan_flag_rate": self.test_non_orphan_flag_rate,
+            "test_non_orphan_flag_rate_phenotype_only": self.phenotype_only_non_orphan_flag_rate,
+            **by_label,
         }
+
+    def operating_point(self, encoding: str, flag_rate: float) -> dict[str, Any] | None:
+        """The operating point of `encoding` set for `flag_rate` of the non-orphans, or None when not computed."""
+        points = self.operating_points
+        if points.empty or "encoding" not in points.columns:
+            return None
+        match = points.loc[
+            (points["encoding"] == encoding) & np.isclose(points["target_non_orphan_flag_rate"], flag_rate)
+        ]
+        return None if match.empty else dict(match.iloc[0])
 
 
 def external_report(
@@ -93,7 +142,21 @@ def share_flagged(pipeline: Any, features: pd.DataFrame, columns: list[str], pol
     return float(flag_orphan(pipeline.predict_proba(features[columns]), policy).mean())
 
 
+def non_orphan_flag_rates(
+    pipeline: Any, columns: list[str], test: pd.DataFrame, policy: ThresholdPolicy
+) -> tuple[float, dict[str, float]]:
+    """Flag rate of the test window's non-orphans encoded as the published cases are, overall and by label."""
+    non_orphan = test.loc[test[schema.LABEL_COLUMN] != schema.ORPHAN_LABEL]
+    if len(non_orphan) == 0:
+        return float("nan"), {}
+    flagged = flag_orphan(np.asarray(pipeline.predict_proba(model_inputs(phenotype_only(non_orphan), columns))), policy)
+    labels = non_orphan[schema.LABEL_COLUMN].astype(str).to_numpy()
+    by_label = {label: float(flagged[labels == label].mean()) for label in schema.LABELS if (labels == label).any()}
+    return float(flagged.mean()), by_label
+
+
 OPERATING_POINT_COLUMNS = (
+    "encoding",
     "target_non_orphan_flag_rate",
     "threshold",
     "validation_orphan_recall",
@@ -112,27 +175,63 @@ def operating_points(
     external: pd.DataFrame,
     flag_rates: tuple[float, ...] = (0.05, 0.02),
 ) -> pd.DataFrame:
-    """What the model would do at thresholds set on validation for fixed non-orphan flag rates (the issue's
-    "share of real cases flagged at a 5% / 2% non-orphan flag rate"), judged on test and on the real cases."""
-    scores = {
-        name: np.asarray(pipeline.predict_proba(model_inputs(frame, columns)))[:, ORPHAN_INDEX]
-        for name, frame in (("validation", validation), ("test", test), ("external", external))
-    }
-    is_orphan = {
-        name: (frame["label"] == schema.ORPHAN_LABEL).to_numpy()
-        for name, frame in (("validation", validation), ("test", test))
-    }
+    """What the model would do at thresholds set on validation for fixed non-orphan flag rates, judged on test and
+    on the real cases, for each encoding of the synthetic rows: with all their features (`all_features`), and as the
+    real cases are encoded (`phenotype_only`: the like-with-like comparison)."""
+    external_scores = np.asarray(pipeline.predict_proba(model_inputs(external, columns)))[:, ORPHAN_INDEX]
     rows = []
-    for rate in flag_rates:
-        threshold = float(np.quantile(scores["validation"][~is_orphan["validation"]], 1.0 - rate))
-        rows.append(
-            {
-                "target_non_orphan_flag_rate": rate,
-                "threshold": threshold,
-                "validation_orphan_recall": float((scores["validation"][is_orphan["validation"]] > threshold).mean()),
-                "test_orphan_recall": float((scores["test"][is_orphan["test"]] > threshold).mean()),
-                "test_non_orphan_flag_rate": float((scores["test"][~is_orphan["test"]] > threshold).mean()),
-                "external_share_flagged": float((scores["external"] > threshold).mean()),
-            }
-        )
+    for encoding, encode in ((ENCODING_ALL_FEATURES, lambda f: f), (ENCODING_PHENOTYPE_ONLY, phenotype_only)):
+        scores, is_orphan = {}, {}
+        for name, frame in (("validation", validation), ("test", test)):
+            scores[name] = np.asarray(pipeline.predict_proba(model_inputs(encode(frame), columns)))[:, ORPHAN_INDEX]
+            is_orphan[name] = (frame[schema.LABEL_COLUMN] == schema.ORPHAN_LABEL).to_numpy()
+        for rate in flag_rates:
+            threshold = float(np.quantile(scores["validation"][~is_orphan["validation"]], 1.0 - rate))
+            rows.append(
+                {
+                    "encoding": encoding,
+                    "target_non_orphan_flag_rate": rate,
+                    "threshold": threshold,
+                    "validation_orphan_recall": float(
+                        (scores["validation"][is_orphan["validation"]] > threshold).mean()
+                    ),
+                    "test_orphan_recall": float((scores["test"][is_orphan["test"]] > threshold).mean()),
+                    "test_non_orphan_flag_rate": float((scores["test"][~is_orphan["test"]] > threshold).mean()),
+                    "external_share_flagged": float((external_scores > threshold).mean()),
+                }
+            )
     return pd.DataFrame(rows, columns=list(OPERATING_POINT_COLUMNS))
+
+
+# Bins of the extent of a case's phenotype: organ systems involved, and observed (present) terms.
+EXTENT_BINS = {
+    "n_systems_involved": ((0, 0), (1, 1), (2, 2), (3, 3), (4, 5), (6, None)),
+    "n_present_terms": ((1, 1), (2, 2), (3, 4), (5, 9), (10, 19), (20, None)),
+}
+
+
+def _bin_label(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else (str(low) if low == high else f"{low}-{high}")
+
+
+def shares_by_extent(
+    pipeline: Any, columns: list[str], external: pd.DataFrame, policy: ThresholdPolicy, points: pd.DataFrame
+) -> pd.DataFrame:
+    """Share of real cases flagged by number of organ systems and by number of observed terms: at the model's
+    threshold (`share_flagged`) and at each phenotype-only operating point (`share_flagged_at_<rate>`)."""
+    scores = np.asarray(pipeline.predict_proba(model_inputs(external, columns)))[:, ORPHAN_INDEX]
+    flags = {"share_flagged": scores >= policy.orphan_threshold}
+    like = points.loc[points["encoding"] == ENCODING_PHENOTYPE_ONLY] if "encoding" in points.columns else points[:0]
+    for rate, threshold in like[["target_non_orphan_flag_rate", "threshold"]].itertuples(index=False):
+        flags[f"share_flagged_at_{rate:g}"] = scores > threshold
+    rows = []
+    for column, bins in EXTENT_BINS.items():
+        values = pd.to_numeric(external[column], errors="coerce").fillna(0.0).to_numpy()
+        for low, high in bins:
+            inside = (values >= low) & (values <= (np.inf if high is None else high))
+            if not inside.any():
+                continue
+            row: dict[str, Any] = {"extent": column, "bin": _bin_label(low, high), "n": int(inside.sum())}
+            row.update({name: float(flagged[inside].mean()) for name, flagged in flags.items()})
+            rows.append(row)
+    return pd.DataFrame(rows)

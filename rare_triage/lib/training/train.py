@@ -10,6 +10,11 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from rare_triage.lib.training.augmentation import (
+    IncidentalAugmentation,
+    check_augmentation,
+    incidental_augmentation,
+)
 from rare_triage.lib.training.calibration import calibrate_pipeline, choose_calibration, compare_calibration
 from rare_triage.lib.training.candidates import (
     DEFAULT_CANDIDATES,
@@ -37,6 +42,7 @@ from rare_triage.lib.training.cross_validation import (
     stratified_sample,
 )
 from rare_triage.lib.training.metrics import summary_metrics
+from rare_triage.lib.training.robustness import PhenotypeItem
 from rare_triage.lib.training.thresholds import (
     DEFAULT_TARGET_RECALL,
     ThresholdPolicy,
@@ -80,6 +86,12 @@ class TrainingConfig:
         "(Wilson lower bound; 0.5: the point estimate)",
     )
     calibration: str = _described("auto", "auto | none | sigmoid | isotonic")
+    incidental_share: float = _described(
+        0.5,
+        "share of the non-orphan rows of each fit copied with incidental_terms random vocabulary terms added, so the "
+        "model learns that a single extra finding is common in common disease (0: no augmentation)",
+    )
+    incidental_terms: int = _described(2, "random vocabulary terms added to each augmented copy")
     params: ModelParams = field(default_factory=ModelParams)
 
     def __post_init__(self) -> None:
@@ -94,6 +106,7 @@ class TrainingConfig:
         if not self.candidates:
             raise ValueError("candidates: at least one candidate is needed")
         check_selection_tolerance(self.selection_tolerance)
+        check_augmentation(self.incidental_share, self.incidental_terms)
 
     def specs(self) -> list[CandidateSpec]:
         return [CandidateSpec.parse(name) for name in self.candidates]
@@ -126,14 +139,21 @@ def train_triage_model(
     validation: pd.DataFrame,
     config: TrainingConfig,
     log: Callable[[str], None] | None = None,
+    vocabulary_items: Callable[[list[str]], Sequence[PhenotypeItem]] | None = None,
 ) -> TrainingOutcome:
-    """Search, refit, calibrate, set thresholds. Raises naming the window when a class is missing."""
+    """Search, refit, calibrate, set thresholds. Raises naming the window when a class is missing.
+    `vocabulary_items(columns)` gives the vocabulary terms the incidental augmentation draws from (none: no
+    augmentation)."""
     with single_threaded_blas():
-        return _train(train, validation, config, log)
+        return _train(train, validation, config, log, vocabulary_items)
 
 
 def _train(
-    train: pd.DataFrame, validation: pd.DataFrame, config: TrainingConfig, log: Callable[[str], None] | None
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    config: TrainingConfig,
+    log: Callable[[str], None] | None,
+    vocabulary_items: Callable[[list[str]], Sequence[PhenotypeItem]] | None = None,
 ) -> TrainingOutcome:
     require_all_labels(train, "train")
     require_all_labels(validation, "validation")
@@ -143,13 +163,15 @@ def _train(
     roles = feature_roles(columns)
     X, y = model_inputs(train, columns), label_codes(train["label"])
     timings: dict[str, float] = {}
+    items = list(vocabulary_items(columns)) if vocabulary_items is not None else []
+    augmentation = incidental_augmentation(items, config.incidental_share, config.incidental_terms, params.seed)
 
     started = time.perf_counter()
-    results, best_spec, reason, cv_rows = _search(config, X, y, roles, say)
+    results, best_spec, reason, cv_rows = _search(config, X, y, roles, say, augmentation=augmentation)
     timings["search_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    fitted = fit_candidate(best_spec, X, y, roles, params)
+    fitted = fit_candidate(best_spec, X, y, roles, params, augmentation=augmentation)
     timings["final_fit_seconds"] = time.perf_counter() - started
     say(f"fitted {best_spec.name} on {len(y)} rows in {timings['final_fit_seconds']:.1f} s")
 
@@ -186,7 +208,13 @@ def _train(
 
 
 def _search(
-    config: TrainingConfig, X: pd.DataFrame, y: np.ndarray, roles: FeatureRoles, say: Callable[[str], None]
+    config: TrainingConfig,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    roles: FeatureRoles,
+    say: Callable[[str], None],
+    *,
+    augmentation: IncidentalAugmentation | None = None,
 ) -> tuple[list[CandidateResult], CandidateSpec, str, int]:
     specs = config.specs()
     if config.cv_folds == 0:
@@ -204,6 +232,7 @@ def _search(
         n_splits=config.cv_folds,
         target_recall=config.target_recall,
         log=say,
+        augmentation=augmentation,
     )
     best, reason = choose_candidate(
         results, config.selection_metric, config.target_recall, tolerance=config.selection_tolerance
@@ -216,6 +245,8 @@ def fitted_categories(pipeline: Any, categorical: Sequence[str]) -> dict[str, li
     if not categorical:
         return {}
     encoder = pipeline.steps[0][1].named_transformers_["categorical"]
+    if isinstance(encoder, Pipeline):  # imputer, then the one-hot encoder
+        encoder = encoder.steps[-1][1]
     return {
         column: [str(v) for v in values if isinstance(v, str)]
         for column, values in zip(categorical, encoder.categories_, strict=True)

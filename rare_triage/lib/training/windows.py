@@ -117,6 +117,71 @@ def last_days_windows(
     return TemporalWindows(DayWindow(train_start, train_end), validation, test)
 
 
+def orphan_sized_windows(
+    orphans_per_day: Mapping[str, int],
+    *,
+    min_orphans: int,
+    train_days: int,
+    validation_days: int,
+    test_days: int,
+    min_train_days: int = 7,
+) -> TemporalWindows:
+    """Test = the last days up to the latest partition present, at least `test_days` of them and as many more as
+    it takes to hold `min_orphans` orphan encounters; validation the days before, sized the same way; then training
+    (`train_days` = 0 takes every earlier day present), at least `min_train_days` days. A gate judged on a window
+    of a few dozen orphan cases is a coin toss: the window grows until its interval is narrow enough.
+
+    `orphans_per_day` maps each partition day present ('YYYY-MM-DD') to its number of orphan encounters."""
+    if min_orphans < 0:
+        raise ValueError(f"min_window_orphans: must be >= 0, got {min_orphans}")
+    for field, value in (("validation_days", validation_days), ("test_days", test_days)):
+        if value < 1:
+            raise ValueError(f"{field}: must be >= 1, got {value}")
+    if train_days < 0:
+        raise ValueError(f"train_days: must be >= 0, got {train_days}")
+    if not orphans_per_day:
+        raise ValueError("windows: the features table has no partition yet (no partition_day present)")
+    counts = {parse_day(d, "partition_day"): int(n) for d, n in orphans_per_day.items()}
+    first, latest = min(counts), max(counts)
+
+    def grow(end: dt.date, days: int, name: str) -> DayWindow:
+        start = end - dt.timedelta(days=days - 1)
+        held = sum(n for day, n in counts.items() if start <= day <= end)
+        while held < min_orphans and start > first:
+            start -= dt.timedelta(days=1)
+            held += counts.get(start, 0)
+        if held < min_orphans:
+            raise ValueError(
+                f"min_window_orphans: the {name} window needs {min_orphans} orphan encounters and every day from "
+                f"{first} to {end} holds {held}; materialize more days or lower min_window_orphans"
+            )
+        return DayWindow(start, end)
+
+    test = grow(latest, test_days, "test")
+    validation = grow(test.start - dt.timedelta(days=1), validation_days, "validation")
+    train_end = validation.start - dt.timedelta(days=1)
+    train_start = first if train_days == 0 else train_end - dt.timedelta(days=train_days - 1)
+    available = (train_end - max(train_start, first)).days + 1
+    if available < min_train_days:
+        raise ValueError(
+            f"windows: {max(available, 0)} day(s) left for training before {validation.start} (at least "
+            f"{min_train_days} needed; partitions {first}..{latest}, validation {validation.start}..{validation.end} "
+            f"and test {test.start}..{test.end} sized for {min_orphans} orphan encounters each)"
+        )
+    return TemporalWindows(DayWindow(max(train_start, first), train_end), validation, test)
+
+
+def orphans_per_day_query(table: str) -> str:
+    """Orphan encounters per partition day present, the day as 'YYYY-MM-DD'."""
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"table: {table!r} is not a table name like 'features.encounter_features'")
+    return (
+        f"SELECT strftime(CAST(partition_day AS DATE), '%Y-%m-%d') AS day, "
+        f"count(*) FILTER (WHERE {schema.LABEL_COLUMN} = '{schema.ORPHAN_LABEL}') AS orphans "
+        f"FROM {table} GROUP BY day ORDER BY day"
+    )
+
+
 def window_query(table: str) -> str:
     """SELECT of one window's rows (parameters: start day, end day), partition_day returned as 'YYYY-MM-DD'."""
     if not _TABLE_NAME.match(table):

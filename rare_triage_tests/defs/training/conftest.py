@@ -88,7 +88,7 @@ SMALL_MODEL_CONFIG = {
 }
 SMALL_RUN_CONFIG = {
     "ops": {
-        "training_set": {"config": {"validation_days": 2, "test_days": 2}},
+        "training_set": {"config": {"validation_days": 2, "test_days": 2, "min_window_orphans": 0}},
         "triage_model": {"config": SMALL_MODEL_CONFIG},
         "model_evaluation": {"config": {"behaviour_sample": 200}},
         "external_validation": {

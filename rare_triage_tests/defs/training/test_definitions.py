@@ -40,6 +40,7 @@ def test_asset_and_check_snapshot(tmp_path: Path) -> None:
         (c.MODEL_EVALUATION, "orphan_pr_auc_gate", True),
         (c.MODEL_EVALUATION, "subgroup_recall_gate", True),
         (c.MODEL_EVALUATION, "behaviour_gate", True),
+        (c.MODEL_EVALUATION, "robustness_gate", True),
         (c.EXTERNAL_VALIDATION, "external_validation_gate", True),
     }
     assert graph.get(c.TRAINING_SET).parent_keys == {c.ENCOUNTER_FEATURES}
@@ -63,5 +64,6 @@ def test_training_job_runs_the_training_group_with_its_gates(tmp_path: Path) -> 
         "model_evaluation_orphan_pr_auc_gate",
         "model_evaluation_subgroup_recall_gate",
         "model_evaluation_behaviour_gate",
+        "model_evaluation_robustness_gate",
         "external_validation_external_validation_gate",
     }

@@ -44,10 +44,27 @@ def test_subgroup_gate_ignores_small_groups_and_centres() -> None:
     assert not failing.passed and "sex=F" in failing.description
 
 
-def test_external_gate_needs_both_share_and_low_flag_rate() -> None:
-    assert external_validation_gate(0.85, 0.05, min_share=0.85, max_flag_rate=0.05).passed
-    assert not external_validation_gate(0.84, 0.01, min_share=0.85, max_flag_rate=0.05).passed
-    assert not external_validation_gate(0.99, 0.0501, min_share=0.85, max_flag_rate=0.05).passed
+def _point(share: float, rate: float = 0.05) -> dict[str, float]:
+    return {"external_share_flagged": share, "test_non_orphan_flag_rate": rate, "threshold": 0.5}
+
+
+def test_external_gate_judges_each_phenotype_only_operating_point() -> None:
+    goals = [(0.05, 0.93), (0.02, 0.88)]
+    passed = external_validation_gate([_point(0.93), _point(0.88, 0.02)], goals)
+    assert passed.passed and passed.metadata["external_share_at_0.02"] == 0.88
+    assert "0.9300 of real cases flagged at a 5% phenotype-only non-orphan flag rate" in passed.description
+    assert not external_validation_gate([_point(0.95), _point(0.87, 0.02)], goals).passed
+    assert not external_validation_gate([_point(0.92), _point(0.95, 0.02)], goals).passed
+    assert not external_validation_gate([_point(float("nan")), _point(0.95, 0.02)], goals).passed
+
+
+def test_external_gate_fails_on_a_missing_operating_point_and_refuses_mismatched_goals() -> None:
+    missing = external_validation_gate([_point(0.99), None], [(0.05, 0.93), (0.02, 0.88)])
+    assert (
+        not missing.passed and "no phenotype-only operating point at a 2% non-orphan flag rate" in missing.description
+    )
+    with pytest.raises(ValueError, match="2 goal"):
+        external_validation_gate([_point(0.99)], [(0.05, 0.93), (0.02, 0.88)])
 
 
 def test_behaviour_gate_names_failing_tests() -> None:

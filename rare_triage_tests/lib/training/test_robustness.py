@@ -1,16 +1,25 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from rare_triage.lib.schema import SPECIFICITY_COLUMNS
 from rare_triage.lib.testing.synthetic_features import PhenotypeLayout
+from rare_triage.lib.training.columns import ORPHAN_INDEX
 from rare_triage.lib.training.robustness import (
+    PER_TERM_COLUMNS,
     PhenotypeItem,
     add_incidental_phenotypes,
     add_phenotype,
+    per_term_flag_rates,
     phenotype_items,
     robustness_report,
+    vocabulary_phenotype_items,
+    vocabulary_robustness,
 )
+from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan
 from rare_triage.lib.training.train import TrainingOutcome
 from rare_triage_tests.lib.training.conftest import Windows
 
@@ -125,3 +134,127 @@ def test_robustness_report_has_the_issue_numbers(
     ):
         assert 0.0 <= report[key] <= 1.0
     assert report["elderly_multimorbid_n"] > 0 and report["incidental_pool_size"] == len(common)
+
+
+def test_uniform_draw_ignores_the_weights() -> None:
+    frame = pd.DataFrame({"hpo_1": np.zeros(2000), "hpo_2": np.zeros(2000)})
+    items = [PhenotypeItem("HP:1", ("hpo_1",), weight=9.0), PhenotypeItem("HP:2", ("hpo_2",), weight=1.0)]
+    share = add_incidental_phenotypes(frame, 1, items, seed=0, weighted=False)["hpo_1"].mean()
+    assert share == pytest.approx(0.5, abs=0.04)
+
+
+def test_a_vocabulary_term_the_row_has_is_never_drawn_even_if_its_systems_are_missing() -> None:
+    # hpo_1 present without its organ system (not what the feature SQL writes, but the term is still there)
+    frame = pd.DataFrame({"hpo_1": [1.0] * 50, "hpo_2": [0.0] * 50, "sys_a": [np.nan] * 50})
+    items = [PhenotypeItem("HP:1", ("hpo_1", "sys_a")), PhenotypeItem("HP:2", ("hpo_2",))]
+    after = add_incidental_phenotypes(frame, 1, items, seed=1, weighted=False)
+    assert (after["hpo_2"] == 1.0).all() and after["sys_a"].isna().all()
+
+
+def test_vocabulary_items_are_the_terms_among_the_inputs_with_their_own_column_and_label() -> None:
+    vocabulary = pd.DataFrame(
+        {"hpo_id": ["HP:0000001", "HP:0000002", "HP:0000003"], "label": ["One", "Two", "Three"], "group": "x"}
+    )
+    rollup = pd.DataFrame({"hpo_id": ["HP:0000002"], "vocab_id": ["HP:0000001"]})  # 2 rolls up to 1, no self rows
+    systems = pd.DataFrame({"hpo_id": ["HP:0000002"], "system_id": ["HP:0000707"]})
+    columns = ["hpo_0000001", "hpo_0000002", "sys_0000707"]  # HP:0000003 is not an input
+    items = vocabulary_phenotype_items(vocabulary, rollup, systems, columns)
+    assert items == [
+        PhenotypeItem("HP:0000001", ("hpo_0000001",), label="One"),
+        PhenotypeItem("HP:0000002", ("hpo_0000001", "hpo_0000002", "sys_0000707"), label="Two"),
+    ]
+    assert [item.own_column for item in items] == ["hpo_0000001", "hpo_0000002"]
+
+
+TERMS = ["hpo_1", "hpo_2", "hpo_3"]
+SMALL_ITEMS = [
+    PhenotypeItem("HP:1", ("hpo_1", "sys_a"), label="noise one"),
+    PhenotypeItem("HP:2", ("hpo_2", "sys_b"), label="orphan marker"),
+    PhenotypeItem("HP:3", ("hpo_3", "sys_a"), label="noise three"),
+]
+
+
+def _small_model() -> tuple[Pipeline, pd.DataFrame, np.ndarray, ThresholdPolicy]:
+    """A logistic regression on three terms where hpo_2 is nearly always an orphan case."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({t: (rng.random(n) < 0.1).astype(float) for t in TERMS})
+    frame["sys_a"] = np.fmax(frame["hpo_1"], frame["hpo_3"])
+    frame["sys_b"] = frame["hpo_2"]
+    frame["n_systems_involved"] = frame["sys_a"] + frame["sys_b"]
+    y = rng.integers(0, ORPHAN_INDEX, n)
+    y[(frame["hpo_2"] == 1.0).to_numpy() & (rng.random(n) < 0.8)] = ORPHAN_INDEX
+    pipeline = Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=0.0)), ("lr", LogisticRegression())])
+    pipeline.fit(frame, y)
+    policy = ThresholdPolicy(orphan_threshold=0.5, review_threshold=0.3, target_recall=0.9, review_recall=0.95)
+    return pipeline, frame, y, policy
+
+
+def test_per_term_table_puts_the_heavily_weighted_term_first_and_counts_only_changed_rows() -> None:
+    pipeline, frame, y, policy = _small_model()
+    columns = [*TERMS, "sys_a", "sys_b", "n_systems_involved"]
+    non_orphan = frame.loc[y != ORPHAN_INDEX].reset_index(drop=True)
+    table = per_term_flag_rates(pipeline, non_orphan, policy, feature_columns=columns, items=SMALL_ITEMS)
+    assert list(table.columns) == list(PER_TERM_COLUMNS) and len(table) == len(SMALL_ITEMS)
+    assert table["hpo_id"].iloc[0] == "HP:2" and table["label"].iloc[0] == "orphan marker"
+    assert table["ratio_to_base"].is_monotonic_decreasing
+    base = flag_orphan(pipeline.predict_proba(non_orphan[columns]), policy)
+    assert 0 < base.mean() < 0.5  # the non-orphan hpo_2 rows are flagged: a base rate to compare with
+    top = table.iloc[0]
+    assert top["ratio_to_base"] > 5.0 and top["ratio_to_base"] == pytest.approx(top["flag_rate"] / base.mean())
+    # rows already having the term are not changed: counted, and their flags kept as they were
+    having = (non_orphan["hpo_2"] == 1.0).to_numpy()
+    assert having.sum() > 0 and top["n_rows_changed"] == len(non_orphan) - having.sum()
+    changed = non_orphan.loc[~having].copy()
+    changed["hpo_2"], changed["sys_b"] = 1.0, 1.0
+    changed["n_systems_involved"] = changed["sys_a"] + 1.0
+    flags_after = flag_orphan(pipeline.predict_proba(changed[columns]), policy)
+    assert top["flag_rate"] == pytest.approx((base[having].sum() + flags_after.sum()) / len(non_orphan))
+    assert top["n_newly_flagged"] == (flags_after & ~base[~having]).sum()
+    noise = table.set_index("hpo_id").loc[["HP:1", "HP:3"], "ratio_to_base"]
+    assert (noise < 1.5).all()
+
+
+def test_per_term_scores_in_batches_the_same_as_at_once() -> None:
+    pipeline, frame, _y, policy = _small_model()
+    columns = [*TERMS, "sys_a", "sys_b", "n_systems_involved"]
+    at_once = per_term_flag_rates(pipeline, frame, policy, feature_columns=columns, items=SMALL_ITEMS)
+    batched = per_term_flag_rates(pipeline, frame, policy, feature_columns=columns, items=SMALL_ITEMS, batch_rows=10)
+    pd.testing.assert_frame_equal(at_once, batched)
+
+
+def test_vocabulary_robustness_reports_the_gated_numbers_on_the_non_orphan_rows() -> None:
+    pipeline, frame, y, policy = _small_model()
+    columns = [*TERMS, "sys_a", "sys_b", "n_systems_involved"]
+    report, table = vocabulary_robustness(
+        pipeline, frame, y, policy, feature_columns=columns, vocabulary_items=SMALL_ITEMS, seed=0, n_seeds=2
+    )
+    non_orphan = frame.loc[y != ORPHAN_INDEX]
+    base = flag_orphan(pipeline.predict_proba(non_orphan[columns]), policy).mean()
+    assert report["non_orphan_n"] == len(non_orphan) and report["non_orphan_flag_rate"] == pytest.approx(base)
+    # one of three terms drawn per row: about a third of the rows get the orphan marker
+    assert report["plus_1_ratio"] > 2.0 and report["plus_2_ratio"] > report["plus_1_ratio"]
+    assert report["plus_1_ratio"] == pytest.approx(report["plus_1_flag_rate"] / base)
+    assert report["max_single_term_flag_rate"] == table["flag_rate"].iloc[0]
+    assert report["max_single_term_ratio"] == pytest.approx(table["ratio_to_base"].iloc[0])
+    assert report["vocabulary_size"] == 3 and report["vocabulary_seeds"] == 2
+    again, _ = vocabulary_robustness(
+        pipeline, frame, y, policy, feature_columns=columns, vocabulary_items=SMALL_ITEMS, seed=0, n_seeds=2
+    )
+    assert again == report  # a fixed seed: the same numbers
+
+
+def test_vocabulary_robustness_on_a_trained_model(
+    trained: TrainingOutcome, windows: Windows, layout: PhenotypeLayout
+) -> None:
+    columns = trained.feature_columns
+    items = vocabulary_phenotype_items(layout.vocabulary, layout.term_rollup, layout.term_system, columns)
+    assert len(items) == sum(c.startswith("hpo_") for c in columns)
+    y = (windows.test["label"] == "orphan").map({True: ORPHAN_INDEX, False: 0}).to_numpy()
+    report, table = vocabulary_robustness(
+        trained.pipeline, windows.test, y, trained.policy, feature_columns=columns, vocabulary_items=items, seed=0
+    )
+    assert len(table) == len(items) and table["flag_rate"].is_monotonic_decreasing
+    assert (table["n_rows_changed"] <= report["non_orphan_n"]).all() and table["label"].str.len().gt(0).all()
+    for key in ("plus_1_flag_rate", "plus_2_flag_rate", "max_single_term_flag_rate"):
+        assert 0.0 <= report[key] <= 1.0

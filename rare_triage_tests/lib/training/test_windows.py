@@ -11,6 +11,7 @@ from rare_triage.lib.training.windows import (
     explicit_windows,
     label_distribution,
     last_days_windows,
+    orphan_sized_windows,
     partition_rows_query,
     partitions_query,
     require_all_labels,
@@ -135,3 +136,35 @@ def test_windows_as_dict_round_trip() -> None:
         DayWindow(dt.date(2025, 1, 4), dt.date(2025, 1, 5)),
     )
     assert explicit_windows({f"{n}_{e}": d for n, w in windows.as_dict().items() for e, d in w.items()}) == windows
+
+
+def _orphans(days: int, per_day: int, start: str = "2025-03-01") -> dict[str, int]:
+    first = dt.date.fromisoformat(start)
+    return {(first + dt.timedelta(days=i)).isoformat(): per_day for i in range(days)}
+
+
+def test_windows_grow_until_each_holds_the_orphans_asked_for() -> None:
+    windows = orphan_sized_windows(_orphans(60, 20), min_orphans=300, train_days=0, validation_days=7, test_days=7)
+    # 300 orphans at 20 a day: 15 days each, the test window ending on the latest day
+    assert windows.test.as_dict() == {"start": "2025-04-15", "end": "2025-04-29"}
+    assert windows.validation.as_dict() == {"start": "2025-03-31", "end": "2025-04-14"}
+    assert windows.train.as_dict() == {"start": "2025-03-01", "end": "2025-03-30"}
+
+
+def test_windows_keep_their_minimum_days_when_orphans_abound() -> None:
+    windows = orphan_sized_windows(_orphans(30, 100), min_orphans=300, train_days=0, validation_days=7, test_days=7)
+    assert (windows.test.end - windows.test.start).days + 1 == 7
+    assert (windows.validation.end - windows.validation.start).days + 1 == 7
+
+
+def test_missing_days_count_as_none_and_too_few_orphans_are_named() -> None:
+    counts = _orphans(40, 20)
+    del counts["2025-04-05"]
+    windows = orphan_sized_windows(counts, min_orphans=100, train_days=0, validation_days=1, test_days=1)
+    # 04-05 holds no partition: the test window takes one more day to reach 100
+    assert windows.test.as_dict() == {"start": "2025-04-04", "end": "2025-04-09"}
+    assert windows.validation.as_dict() == {"start": "2025-03-30", "end": "2025-04-03"}
+    with pytest.raises(ValueError, match="min_window_orphans: the validation window needs 300 orphan encounters"):
+        orphan_sized_windows(_orphans(20, 20), min_orphans=300, train_days=0, validation_days=7, test_days=7)
+    with pytest.raises(ValueError, match=r"4 day\(s\) left for training before 2025-03-05 \(at least 7 needed"):
+        orphan_sized_windows(_orphans(34, 20), min_orphans=300, train_days=0, validation_days=7, test_days=7)

@@ -1,0 +1,65 @@
+"""Incidental-finding augmentation of the training rows: copies of non-orphan rows with random vocabulary terms added.
+
+Non-orphan patients carry findings unrelated to the visit (a stable old finding, a complaint mentioned in passing) far
+more often than any synthetic source or EHR extract records them. A model that never sees them learns that a single
+extra term is evidence of an orphan disease, and a clinic drowns in alarms (the robustness gate measures it: one
+extra term doubled the non-orphan flag rate). Each fit (every cross-validation fold, the final fit) adds, for a share
+of its own non-orphan rows, a copy with `terms` vocabulary terms drawn uniformly among those the row lacks, encoded
+as the feature SQL would encode them (roll-up, organ systems, specificity counts). Validation and test rows are
+never augmented: thresholds, gates and metrics are judged on rows as recorded.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rare_triage.lib.training.columns import ORPHAN_INDEX
+from rare_triage.lib.training.robustness import PhenotypeItem, add_incidental_phenotypes
+
+
+def check_augmentation(share: float, terms: int) -> None:
+    """Raise naming the field unless share is in [0, 1] and terms >= 1."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"incidental_share: must be in [0, 1], got {share}")
+    if terms < 1:
+        raise ValueError(f"incidental_terms: must be >= 1, got {terms}")
+
+
+@dataclass(frozen=True)
+class IncidentalAugmentation:
+    """`share` of the non-orphan rows of a fit get a copy with `terms` random vocabulary terms among `items`."""
+
+    items: tuple[PhenotypeItem, ...]
+    share: float
+    terms: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_augmentation(self.share, self.terms)
+
+    def apply(self, X: Any, y: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The fit rows plus the augmented copies (labels repeated); unchanged when there is nothing to add."""
+        y = np.asarray(y)
+        if self.share == 0.0 or len(self.items) < self.terms or not isinstance(X, pd.DataFrame) or not len(y):
+            return X, y
+        rng = np.random.default_rng(self.seed)
+        picked = np.flatnonzero((y != ORPHAN_INDEX) & (rng.random(len(y)) < self.share))
+        if not picked.size:
+            return X, y
+        copies = add_incidental_phenotypes(
+            X.iloc[picked].reset_index(drop=True), self.terms, list(self.items), seed=self.seed + 1, weighted=False
+        )
+        return pd.concat([X.reset_index(drop=True), copies], ignore_index=True), np.concatenate([y, y[picked]])
+
+
+def incidental_augmentation(
+    items: Sequence[PhenotypeItem], share: float, terms: int, seed: int
+) -> IncidentalAugmentation | None:
+    """The augmentation of a training configuration; None when it adds nothing (share 0 or no vocabulary item)."""
+    check_augmentation(share, terms)
+    if share == 0.0 or not items:
+        return None
+    return IncidentalAugmentation(tuple(items), share, terms, seed)
