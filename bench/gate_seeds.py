@@ -3,10 +3,11 @@ worlds (RARE_TRIAGE_SEED), each in a fresh home, and the table of every training
 
     PYTHONPATH=. .venv/bin/python bench/gate_seeds.py                      # seeds 1..10, 35 days, one at a time
     PYTHONPATH=. .venv/bin/python bench/gate_seeds.py --seeds 1 2 3 --days 21 --jobs 2
+    PYTHONPATH=. .venv/bin/python bench/gate_seeds.py --seeds 1 2 --collect      # the table of runs already done
 
 The issue's target: the main job passes on at least 9 of 10 seeds. A seed passes when the job exits 0 (every blocking
-check passed and the model was published). Verdicts are read from the check lines the demo prints; the homes are
-kept under --root for inspection (MLflow runs, the warehouse).
+check passed and the model was published); an exit of -1 in the table: the run has not finished. Verdicts are read
+from the check lines the demo prints; the homes are kept under --root for inspection (MLflow runs, the warehouse).
 """
 
 import argparse
@@ -63,8 +64,21 @@ def run_seed(seed: int, days: int, root: Path, python: str) -> SeedResult:
             stderr=subprocess.STDOUT,
             check=False,
         ).returncode
-    result = SeedResult(seed, code, time.monotonic() - started)
-    for line in (home / "demo.log").read_text().splitlines():
+    (home / "exit_code").write_text(f"{code} {time.monotonic() - started:.0f}\n")
+    return collect_seed(seed, root)
+
+
+def collect_seed(seed: int, root: Path) -> SeedResult:
+    """The verdicts of a finished run from its home (exit code and seconds as run_seed recorded them)."""
+    home = root / f"seed-{seed}"
+    text = (home / "demo.log").read_text() if (home / "demo.log").exists() else ""
+    if (home / "exit_code").exists():
+        code, seconds = (home / "exit_code").read_text().split()
+    else:  # a run started by another runner: what its log says (1 when the job failed, 0 once it published)
+        code = "0" if "\npublished: v" in text else "1" if " failed (run " in text else "-1"
+        seconds = "0"
+    result = SeedResult(seed, int(code), float(seconds))
+    for line in text.splitlines():
         match = CHECK_LINE.match(line)
         if not match:
             continue
@@ -83,10 +97,14 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=35)
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once (each uses the cores it is given)")
     parser.add_argument("--root", type=Path, default=Path("/tmp/rare_triage_gate_seeds"))
+    parser.add_argument("--collect", action="store_true", help="run nothing: the table of the seeds' homes as they are")
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(lambda s: run_seed(s, args.days, args.root, sys.executable), args.seeds))
+    if args.collect:
+        results = [collect_seed(seed, args.root) for seed in args.seeds]
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(lambda s: run_seed(s, args.days, args.root, sys.executable), args.seeds))
     gates = sorted({check for r in results for check in r.verdicts})
     print(f"main job on {args.days} days, seeds {args.seeds}; homes under {args.root}")
     print("| seed | exit | minutes | " + " | ".join(gates) + " |")

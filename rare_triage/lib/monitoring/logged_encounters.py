@@ -11,8 +11,9 @@ rows exactly as the `encounter_features` asset does. An encounter's inputs map t
   observed ones carrying `symptom_duration_days` and, on fever terms that are not pain terms, `fever_score`;
 - comorbidities: `comorbidity_count` rows of distinct placeholder codes; diagnoses: none.
 A published case (the phenopacket endpoint) maps as `build.encode_phenotype_cases` maps one, without its ORPHA
-diagnosis. With no diagnosis the feature rows' `label` is "none", as for any encounter without one: it says
-nothing of the outcome (`performance` joins outcomes from later encounters).
+diagnosis, and its feature row keeps what a case holds (`case_encoding.phenotype_only`: its comorbidity count is
+missing). With no diagnosis the feature rows' `label` is "none", as for any encounter without one: it says nothing
+of the outcome (`performance` joins outcomes from later encounters).
 
 Keys: `encounter_key` is the first 32 hex of sha256 of the request id (request ids are uuid4, with `-<i>` in a
 batch, not the anonymized tables' 32-hex shape), kept beside the request id; `patient_key` the logged one, else
@@ -29,6 +30,7 @@ import pandas as pd
 
 from rare_triage.lib import schema
 from rare_triage.lib.features.build import build_encounter_features, encode_phenotype_cases
+from rare_triage.lib.features.case_encoding import phenotype_only
 from rare_triage.lib.governance.vocabulary import published_centres, published_regions
 from rare_triage.lib.monitoring.prediction_logs import PUBLISHED_CASE, LoggedInputs, input_kind
 from rare_triage.lib.reference.frames import reference_from_frames
@@ -56,6 +58,10 @@ def logged_feature_rows(records: pd.DataFrame, reference: Mapping[str, pd.DataFr
     tables = logged_anonymized_tables(records, ref)
     features = build_encounter_features(tables, icd10_acuity=icd10_acuity_lookup(), **ref.feature_encoding())
     assert isinstance(features, pd.DataFrame)
+    # a published case holds its phenotype, age and sex only: encoded as the platform's external validation does
+    is_case = np.array([input_kind(_INPUTS.decode(text)) == PUBLISHED_CASE for text in records["inputs"]], dtype=bool)
+    if is_case.any():
+        features.loc[is_case] = phenotype_only(features.loc[is_case])
     features.insert(0, "request_id", records["request_id"].astype(str).to_numpy())
     return features
 

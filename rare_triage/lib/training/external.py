@@ -15,33 +15,16 @@ import numpy as np
 import pandas as pd
 
 from rare_triage.lib import schema
-from rare_triage.lib.features.build import EXTERNAL_CENTRE_ID, build_encounter_features, encode_phenotype_cases
+from rare_triage.lib.features.build import build_encounter_features, encode_phenotype_cases
+from rare_triage.lib.features.case_encoding import phenotype_only
 from rare_triage.lib.reference.loaders import icd10_acuity
 from rare_triage.lib.reference.ontology import ReferenceTables
 from rare_triage.lib.training.columns import ORPHAN_INDEX, model_inputs, vocabulary_columns
 from rare_triage.lib.training.thresholds import ThresholdPolicy, flag_orphan, in_review_band
 
 CASE_COLUMNS = ("id", "cohort", "sex", "age_years", "observed", "excluded")
-# The model inputs a published case holds besides its hpo_* / sys_* flags: the rest is unknown for a case.
-CASE_HELD_COLUMNS = ("sex", "age_years", "age_band", "n_systems_involved", *schema.SPECIFICITY_COLUMNS)
-# What an input a case does not hold is set to: the centre is the external one (a category no model has seen),
-# every other categorical and every numeric is missing.
-CASE_UNHELD_CATEGORICALS = {"centre_id": EXTERNAL_CENTRE_ID}
 ENCODING_ALL_FEATURES = "all_features"
 ENCODING_PHENOTYPE_ONLY = "phenotype_only"
-
-
-def phenotype_only(frame: pd.DataFrame) -> pd.DataFrame:
-    """A copy of feature rows encoded as a published case is: phenotype flags, age and sex kept, every other model
-    input missing (centre_id the external centre). Applied to real cases it changes nothing."""
-    out = frame.copy()
-    for column in schema.FEATURE_CATEGORICAL_COLUMNS:
-        if column in out.columns and column not in CASE_HELD_COLUMNS:
-            out[column] = pd.Series(CASE_UNHELD_CATEGORICALS.get(column), index=out.index, dtype=object)
-    for column in schema.FEATURE_NUMERIC_COLUMNS:
-        if column in out.columns and column not in CASE_HELD_COLUMNS:
-            out[column] = np.nan
-    return out
 
 
 def external_features(cases: pd.DataFrame, reference: ReferenceTables) -> pd.DataFrame:

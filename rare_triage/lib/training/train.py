@@ -74,7 +74,6 @@ class TrainingConfig:
     )
     target_recall: float = _described(DEFAULT_TARGET_RECALL, "orphan recall the threshold is tuned for (validation)")
     review_recall: float = _described(0.99, "recall the lower needs-review threshold is tuned for")
-    # below the external-validation gate's 5% so that the test window's sampling noise does not cross the gate
     max_flag_rate: float = _described(
         0.04,
         "flag-rate budget: the orphan threshold never flags more than this share of non-orphan "

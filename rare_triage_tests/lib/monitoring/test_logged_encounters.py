@@ -194,7 +194,7 @@ def one_of_each(reference_tables: ReferenceTables) -> pd.DataFrame:
         (2, "sex", "M"),
         (2, "age_years", 1.0),
         (2, "centre_id", "external"),
-        (2, "comorbidity_count", 0.0),
+        (2, "comorbidity_count", math.nan),  # a case report says nothing of the problem list
         (2, "prior_visits_365d", math.nan),
         (2, "n_present_terms", 1.0),
         (2, "label", "none"),  # no ORPHA diagnosis for a logged case

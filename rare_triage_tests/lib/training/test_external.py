@@ -3,16 +3,15 @@ import pandas as pd
 import pytest
 
 from rare_triage.lib import schema
+from rare_triage.lib.features.case_encoding import CASE_HELD_COLUMNS, phenotype_only
 from rare_triage.lib.reference.loaders import load_phenopackets
 from rare_triage.lib.reference.ontology import ReferenceTables
 from rare_triage.lib.training.columns import VITAL_COLUMNS
 from rare_triage.lib.training.external import (
-    CASE_HELD_COLUMNS,
     external_features,
     external_report,
     non_orphan_flag_rates,
     operating_points,
-    phenotype_only,
     shares_by_extent,
 )
 from rare_triage.lib.training.thresholds import ThresholdPolicy
