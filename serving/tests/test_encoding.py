@@ -450,6 +450,7 @@ def test_a_published_case_is_encoded_as_the_platform_external_features() -> None
         centre_id=-1,  # "external": not a category of the model
         age_years=1,
         prior_visits_365d=NAN,  # no governance step: unknown stays missing
+        comorbidity_count=NAN,  # a case report says nothing of the problem list
         n_systems_involved=1,
         n_present_terms=2,  # an id outside the release counts, with information content 0
         n_specific_terms=1,
