@@ -153,22 +153,20 @@ def build_preprocessor(roles: FeatureRoles, model: str, params: ModelParams, fin
             ]
         )
         blocks.append(("categorical", encoder, list(roles.categorical)))
-    imputed_apart = [c for c in roles.numeric if c in IMPUTED_FOR_EVERY_MODEL]
-    if model == "xgboost" and not finite and imputed_apart:
+    passes_nan = model == "xgboost" and not finite
+    imputed_apart = [c for c in roles.numeric if c in IMPUTED_FOR_EVERY_MODEL] if passes_nan else []
+    if imputed_apart:
         blocks.append(("imputed", SimpleImputer(strategy="median", keep_empty_features=True), imputed_apart))
-    if roles.numeric:
+    numeric_columns = [c for c in roles.numeric if c not in imputed_apart]
+    if numeric_columns:
         numeric: Any
-        if model == "xgboost" and not finite:
+        if passes_nan:
             numeric = "passthrough"
-            roles = FeatureRoles(
-                roles.categorical, tuple(c for c in roles.numeric if c not in imputed_apart), roles.phenotype
-            )
         else:
             impute = SimpleImputer(strategy="median", keep_empty_features=True)
             scaled = model == "logistic_regression"
             numeric = Pipeline([("impute", impute), ("scale", StandardScaler())]) if scaled else impute
-        if roles.numeric:
-            blocks.append(("numeric", numeric, list(roles.numeric)))
+        blocks.append(("numeric", numeric, numeric_columns))
     if roles.phenotype:
         flags: Any
         if params.phenotype_unknown_as_absent or model != "xgboost" or finite:
