@@ -25,7 +25,7 @@ CHECK_LINE = re.compile(r"^\s+(passed|FAILED|warn)\s+(\S+) (\S+_gate)(?:: (.*))?
 FIGURES = {
     "orphan_recall_gate": re.compile(r"recall (\d\.\d+) over (\d+) orphan cases, one-sided \S+ lower bound (\d\.\d+)"),
     "orphan_pr_auc_gate": re.compile(r"PR-AUC (\d\.\d+)"),
-    "subgroup_recall_gate": re.compile(r"(below [^;]*|all have orphan recall >= \S+)"),
+    "subgroup_recall_gate": re.compile(r"(shown below [^;]*|none shown below [^;\s]+)"),
     "behaviour_gate": re.compile(r"(all passed|failed: .*)"),
     "robustness_gate": re.compile(
         r"\+1 random vocabulary term \S+ \((\S+x)[^;]*; \+2 \S+ \((\S+x).*?single term.*? \((\S+x)"

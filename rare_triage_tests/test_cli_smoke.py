@@ -389,7 +389,7 @@ def test_the_smoke_end_to_end_then_the_real_recall_gate_fails_its_gate_phase(
     assert "- model_evaluation:orphan_recall_gate: min_recall=0.5 (default 0.9)" in markdown
     assert (
         "- model_evaluation:robustness_gate: max_ratio_plus_1=4.0 (default 1.5), max_ratio_plus_2=6.0 (default 2.0), "
-        "max_single_term_ratio=12.0 (default 2.5)" in markdown
+        "max_single_term_ratio=12.0 (default 2.0)" in markdown
     )
     assert "- external_validation:external_validation_gate: min_shares=[0.8, 0.7] (default [0.93, 0.88])" in markdown
     assert "Not part of the smoke" not in markdown

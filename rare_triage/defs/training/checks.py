@@ -113,10 +113,11 @@ subgroup_recall_gate = gate_check(
     name=c.SUBGROUP_RECALL_GATE,
     asset=c.MODEL_EVALUATION,
     asset_type=ModelEvaluation,
-    description="No age band or sex with >= min_orphans (20) orphan cases has orphan recall < min_recall (0.80).",
+    description="No age band or sex with >= min_orphans (20) orphan cases is shown to have orphan recall < "
+    "min_recall (0.80): the one-sided upper Wilson bound of its recall at confidence (0.95) is below it.",
     config_type=SubgroupRecallGateConfig,
     evaluate=lambda config, evaluation: gates.subgroup_recall_gate(
-        evaluation.subgroups, config.min_recall, config.min_orphans, config.attributes
+        evaluation.subgroups, config.min_recall, config.min_orphans, config.attributes, config.confidence
     ),
 )
 

@@ -109,6 +109,11 @@ class SubgroupRecallGateConfig(dg.Config):
     min_recall: float = 0.80
     min_orphans: int = 20
     attributes: list[str] = Field(default=["age_band", "sex"])
+    confidence: float = Field(
+        default=0.95,
+        description="a subgroup fails when the one-sided upper Wilson bound of its recall at this confidence is below "
+        "min_recall (0.5: the point estimate)",
+    )
 
 
 class RobustnessGateConfig(dg.Config):
@@ -118,10 +123,8 @@ class RobustnessGateConfig(dg.Config):
     max_ratio_plus_2: float = Field(
         default=2.0, description="non-orphan flag rate with 2 random extra vocabulary terms / base rate, at most"
     )
-    # The issue asks for 2.0; the published models reach 2.1-2.4x for a handful of terms (syncope, dysuria,
-    # proteinuria, splenomegaly, lymphadenopathy on the default seed): the gate blocks at 2.5 until they do.
     max_single_term_ratio: float = Field(
-        default=2.5, description="non-orphan flag rate with any one vocabulary term added / base rate, at most"
+        default=2.0, description="non-orphan flag rate with any one vocabulary term added / base rate, at most"
     )
 
 

@@ -55,11 +55,12 @@ def logged_feature_rows(records: pd.DataFrame, reference: Mapping[str, pd.DataFr
     timestamp, inputs, optional patient_key), in record order. `reference`: the `hpo_reference_tables` frames the
     `encounter_features` asset reads, or their ReferenceTables."""
     ref = reference if isinstance(reference, ReferenceTables) else reference_from_frames(dict(reference))
-    tables = logged_anonymized_tables(records, ref)
+    inputs = _decoded(records)
+    tables = _anonymized_tables(records, inputs, ref)
     features = build_encounter_features(tables, icd10_acuity=icd10_acuity_lookup(), **ref.feature_encoding())
     assert isinstance(features, pd.DataFrame)
     # a published case holds its phenotype, age and sex only: encoded as the platform's external validation does
-    is_case = np.array([input_kind(_INPUTS.decode(text)) == PUBLISHED_CASE for text in records["inputs"]], dtype=bool)
+    is_case = np.array([input_kind(i) == PUBLISHED_CASE for i in inputs], dtype=bool)
     if is_case.any():
         features.loc[is_case] = phenotype_only(features.loc[is_case])
     features.insert(0, "request_id", records["request_id"].astype(str).to_numpy())
@@ -68,14 +69,23 @@ def logged_feature_rows(records: pd.DataFrame, reference: Mapping[str, pd.DataFr
 
 def logged_anonymized_tables(records: pd.DataFrame, reference: ReferenceTables) -> dict[str, pd.DataFrame]:
     """The anonymized-shaped tables of the records (see the module doc), encounters in record order."""
+    return _anonymized_tables(records, _decoded(records), reference)
+
+
+def _decoded(records: pd.DataFrame) -> list[LoggedInputs]:
+    """Each record's logged inputs, after checking the records' columns and request ids."""
     missing = [c for c in ("request_id", "timestamp", "inputs") if c not in records.columns]
     if missing:
         raise ValueError(f"records: missing column(s) {missing}")
-    request_ids = records["request_id"].astype(str)
-    if request_ids.duplicated().any():
+    if records["request_id"].astype(str).duplicated().any():
         raise ValueError("records.request_id: repeated request id(s); read logs with read_shipped_logs to dedup")
-    keys = [logged_encounter_key(r) for r in request_ids]
-    inputs = [_INPUTS.decode(text) for text in records["inputs"]]
+    return [_INPUTS.decode(text) for text in records["inputs"]]
+
+
+def _anonymized_tables(
+    records: pd.DataFrame, inputs: list[LoggedInputs], reference: ReferenceTables
+) -> dict[str, pd.DataFrame]:
+    keys = [logged_encounter_key(r) for r in records["request_id"].astype(str)]
     is_case = np.array([input_kind(i) == PUBLISHED_CASE for i in inputs], dtype=bool)
     patient_keys = _patient_keys(records, keys)
     days = pd.to_datetime(records["timestamp"], utc=True).dt.strftime("%Y-%m-%d").to_numpy()

@@ -5,10 +5,12 @@ more often than any synthetic source or EHR extract records them. A model that n
 extra term is evidence of an orphan disease, and a clinic drowns in alarms (the robustness gate measures it: one
 extra term doubled the non-orphan flag rate). Each fit (every cross-validation fold, the final fit) adds, for a share
 of its own non-orphan rows, a copy with `terms` vocabulary terms drawn uniformly among those the row lacks, encoded
-as the feature SQL would encode them (roll-up, organ systems, specificity counts). Validation and test rows are
-never augmented: thresholds, gates and metrics are judged on rows as recorded.
+as the feature SQL would encode them (roll-up, organ systems, specificity counts); a share above 1 gives every row
+that many copies (1.5: one copy each, a second for half of them), each with its own terms. Validation and test rows
+are never augmented: thresholds, gates and metrics are judged on rows as recorded.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,18 +21,21 @@ import pandas as pd
 from rare_triage.lib.training.columns import ORPHAN_INDEX
 from rare_triage.lib.training.robustness import PhenotypeItem, add_incidental_phenotypes
 
+MAX_SHARE = 4.0  # copies per non-orphan row: the fit grows with it
+
 
 def check_augmentation(share: float, terms: int) -> None:
-    """Raise naming the field unless share is in [0, 1] and terms >= 1."""
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"incidental_share: must be in [0, 1], got {share}")
+    """Raise naming the field unless share is in [0, MAX_SHARE] and terms >= 1."""
+    if not 0.0 <= share <= MAX_SHARE:
+        raise ValueError(f"incidental_share: must be in [0, {MAX_SHARE:g}], got {share}")
     if terms < 1:
         raise ValueError(f"incidental_terms: must be >= 1, got {terms}")
 
 
 @dataclass(frozen=True)
 class IncidentalAugmentation:
-    """`share` of the non-orphan rows of a fit get a copy with `terms` random vocabulary terms among `items`."""
+    """`share` of the non-orphan rows of a fit get a copy with `terms` random vocabulary terms among `items` (above 1:
+    several copies per row)."""
 
     items: tuple[PhenotypeItem, ...]
     share: float
@@ -46,13 +51,24 @@ class IncidentalAugmentation:
         if self.share == 0.0 or len(self.items) < self.terms or not isinstance(X, pd.DataFrame) or not len(y):
             return X, y
         rng = np.random.default_rng(self.seed)
-        picked = np.flatnonzero((y != ORPHAN_INDEX) & (rng.random(len(y)) < self.share))
-        if not picked.size:
+        non_orphan = y != ORPHAN_INDEX
+        frames, labels = [X.reset_index(drop=True)], [y]
+        for copy in range(math.ceil(self.share)):
+            picked = np.flatnonzero(non_orphan & (rng.random(len(y)) < min(1.0, self.share - copy)))
+            if picked.size:
+                frames.append(
+                    add_incidental_phenotypes(
+                        X.iloc[picked].reset_index(drop=True),
+                        self.terms,
+                        list(self.items),
+                        seed=self.seed + 1 + copy,
+                        weighted=False,
+                    )
+                )
+                labels.append(y[picked])
+        if len(frames) == 1:
             return X, y
-        copies = add_incidental_phenotypes(
-            X.iloc[picked].reset_index(drop=True), self.terms, list(self.items), seed=self.seed + 1, weighted=False
-        )
-        return pd.concat([X.reset_index(drop=True), copies], ignore_index=True), np.concatenate([y, y[picked]])
+        return pd.concat(frames, ignore_index=True), np.concatenate(labels)
 
 
 def incidental_augmentation(

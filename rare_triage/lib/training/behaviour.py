@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rare_triage.lib.governance.kanonymity import GENERALISATION_STEPS
 from rare_triage.lib.training.columns import ORPHAN_INDEX, VITAL_COLUMNS
 from rare_triage.lib.training.robustness import PhenotypeItem, add_phenotype
 
@@ -86,7 +87,7 @@ def missing_vitals_scores(pipeline: Any, frame: pd.DataFrame, columns: Sequence[
 
 # The columns k-anonymity generalises to the marker "*" (lib/governance/kanonymity.py), and the maximum |z| of the
 # two-proportion test that compares the flag rates of generalised and other rows.
-GENERALISED_COLUMNS = ("centre_id", "centre_level", "age_band")
+GENERALISED_COLUMNS = tuple(column for _step, columns in GENERALISATION_STEPS for column in columns)
 GENERALISATION_MAX_Z = 3.0
 
 

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from xgboost import XGBClassifier
 
 from rare_triage.lib import schema
+from rare_triage.lib.governance.kanonymity import BLANKED_WITH_AGE_BAND, GENERALISATION_STEPS
 from rare_triage.lib.training.columns import FeatureRoles
 from rare_triage.lib.training.imbalance import (
     IMBALANCE_STRATEGIES,
@@ -104,11 +105,14 @@ class ModelParams:
 # Only k-anonymity generalisation leaves these inputs missing (age_years is blanked with a suppressed age band): they
 # are imputed for every model, so that no model learns "this row was generalised" from their missingness.
 IMPUTED_FOR_EVERY_MODEL = ("age_years",)
-# What k-anonymity generalises (lib/governance/kanonymity.py; the marker "*" is missing once through model_inputs):
-# the centre (id and level), the age band with the exact age. Generalised rows are not a random sample (small
-# classes: children at tertiary centres, the very old), so any fixed encoding of "generalised" (a category, a
-# missing value, an imputed constant a tree can isolate) would let a model learn the anonymizer's choices.
-GENERALISED_GROUPS = (("centre_id", "centre_level"), ("age_band", "age_years"))
+# What k-anonymity generalises, step by step (lib/governance/kanonymity.py; the marker "*" is missing once through
+# model_inputs): the centre (id and level), the age band with the exact age blanked with it, region and sex.
+# Generalised rows are not a random sample (small classes: children at tertiary centres, the very old), so any fixed
+# encoding of "generalised" (a category, a missing value, an imputed constant a tree can isolate) would let a model
+# learn the anonymizer's choices.
+GENERALISED_GROUPS: tuple[tuple[str, ...], ...] = tuple(
+    (*columns, *(BLANKED_WITH_AGE_BAND if "age_band" in columns else ())) for _step, columns in GENERALISATION_STEPS
+)
 
 
 def hot_deck_generalised(X: pd.DataFrame, seed: int) -> pd.DataFrame:

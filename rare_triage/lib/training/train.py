@@ -86,9 +86,10 @@ class TrainingConfig:
     )
     calibration: str = _described("auto", "auto | none | sigmoid | isotonic")
     incidental_share: float = _described(
-        0.5,
+        2.0,
         "share of the non-orphan rows of each fit copied with incidental_terms random vocabulary terms added, so the "
-        "model learns that a single extra finding is common in common disease (0: no augmentation)",
+        "model learns that a single extra finding is common in common disease (0: no augmentation; above 1: several "
+        "copies per row, up to 4)",
     )
     incidental_terms: int = _described(2, "random vocabulary terms added to each augmented copy")
     params: ModelParams = field(default_factory=ModelParams)

@@ -11,6 +11,7 @@ from rare_triage.lib.training.columns import (
     label_codes,
     model_feature_columns,
     model_inputs,
+    vocabulary_columns,
 )
 from rare_triage.lib.training.robustness import PhenotypeItem, vocabulary_phenotype_items, vocabulary_robustness
 from rare_triage.lib.training.thresholds import tune_threshold_policy
@@ -43,9 +44,27 @@ def test_copies_of_non_orphan_rows_carry_the_extra_terms(
     )
 
 
+def test_a_share_above_one_gives_several_copies_each_with_its_own_terms(
+    windows: Windows, trained: TrainingOutcome, layout: PhenotypeLayout
+) -> None:
+    columns = trained.feature_columns
+    X, y = model_inputs(windows.train, columns), label_codes(windows.train["label"])
+    X = X.assign(row=np.arange(len(X)))  # carried along by the copies: which row each copies
+    non_orphan = int((y != ORPHAN_INDEX).sum())
+    X2, y2 = IncidentalAugmentation(tuple(_items(layout, columns)), share=1.5, terms=1, seed=3).apply(X, y)
+    assert 1.45 * non_orphan < len(y2) - len(y) < 1.55 * non_orphan
+    first, second = X2.iloc[len(y) : len(y) + non_orphan], X2.iloc[len(y) + non_orphan :]
+    # every non-orphan row once, in order, then a second copy of about half of them with their own draw of terms
+    assert (first["row"].to_numpy() == np.flatnonzero(y != ORPHAN_INDEX)).all()
+    assert second["row"].isin(first["row"]).all() and second["row"].is_unique
+    terms = vocabulary_columns(columns)
+    again = first.set_index("row").loc[second["row"], terms].to_numpy()
+    assert (np.nan_to_num(again) != np.nan_to_num(second[terms].to_numpy())).any(axis=1).mean() > 0.5
+
+
 def test_bad_settings_are_named() -> None:
-    with pytest.raises(ValueError, match="incidental_share"):
-        TrainingConfig(incidental_share=1.5)
+    with pytest.raises(ValueError, match=r"incidental_share: must be in \[0, 4\]"):
+        TrainingConfig(incidental_share=4.5)
     with pytest.raises(ValueError, match="incidental_terms"):
         TrainingConfig(incidental_terms=0)
 

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,6 +10,7 @@ from rare_triage.lib.training.gates import (
     external_validation_gate,
     orphan_pr_auc_gate,
     orphan_recall_gate,
+    recall_upper_bound,
     subgroup_recall_gate,
 )
 
@@ -42,6 +44,32 @@ def test_subgroup_gate_ignores_small_groups_and_centres() -> None:
     assert gate.passed and gate.metadata["subgroups_judged"] == 2
     failing = _subgroup_gate(table.assign(orphan_recall=[0.79, 0.1, 0.9, 0.1]))
     assert not failing.passed and "sex=F" in failing.description
+
+
+def test_subgroup_gate_on_the_interval_fails_only_subgroups_shown_below_the_floor() -> None:
+    table = pd.DataFrame(
+        {
+            "attribute": ["age_band", "age_band", "age_band", "sex"],
+            "group": ["40-49", "60-69", "70-79", "F"],
+            "n_orphan": [21, 20, 60, 200],
+            "orphan_recall": [16 / 21, 13 / 20, 0.70, 0.93],
+        }
+    )
+    gate = subgroup_recall_gate(table, min_recall=0.80, min_orphans=20, attributes=("age_band", "sex"), confidence=0.95)
+    # 16 of 21 (upper bound 0.879) is not shown below 0.80; 13 of 20 (0.798) and 42 of 60 (0.790) are
+    assert not gate.passed and gate.metadata["subgroups_failing"] == 2
+    assert "age_band=60-69 (0.650, upper bound 0.798, 20 orphans)" in gate.description
+    assert "age_band=70-79" in gate.description.split("not shown")[0]
+    assert "not shown below it: age_band=40-49 (0.762, upper bound 0.879" in gate.description
+    passing = subgroup_recall_gate(table.iloc[[0, 3]], 0.80, 20, ("age_band", "sex"), confidence=0.95)
+    assert passing.passed and passing.metadata["subgroups_below_not_shown"] == 1
+    assert not subgroup_recall_gate(table.iloc[[0, 3]], 0.80, 20, ("age_band", "sex")).passed  # point estimate
+
+
+def test_recall_upper_bound_mirrors_the_lower_bound() -> None:
+    assert recall_upper_bound(np.array([16]), np.array([21]), 0.5)[0] == pytest.approx(16 / 21)
+    upper = recall_upper_bound(np.array([20, 0]), np.array([20, 20]), 0.95)
+    assert upper[0] == pytest.approx(1.0) and 0.0 < upper[1] < 0.15
 
 
 def _point(share: float, rate: float = 0.05) -> dict[str, float]:

@@ -22,6 +22,12 @@ UNKNOWN_LOINC = "99999-9"
 ERROR_LOG_COLUMNS = ("encounter_id", "kind", "table", "detail")
 
 
+def _stacked(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other, empty ones left out (their columns' dtypes would otherwise take part)."""
+    kept = [f for f in frames if not f.empty]
+    return pd.concat(kept, ignore_index=True) if kept else frames[0].iloc[0:0]
+
+
 def _append(frame: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     if extra.empty:
         return frame
@@ -98,9 +104,9 @@ def inject_errors(
     logs.append(pd.DataFrame({"encounter_id": ids[no_encounter], "kind": "missing_key", "table": RAW_SYMPTOMS,
                               "detail": "encounter_id"}))  # fmt: skip
 
-    tables[RAW_VITALS] = _append(vitals, pd.concat(new_vitals, ignore_index=True))
+    tables[RAW_VITALS] = _append(vitals, _stacked(new_vitals))
     tables[RAW_ENCOUNTERS] = _append(encounters, new_encounters)
-    tables[RAW_SYMPTOMS] = _append(tables[RAW_SYMPTOMS], pd.concat(new_symptoms, ignore_index=True))
+    tables[RAW_SYMPTOMS] = _append(tables[RAW_SYMPTOMS], _stacked(new_symptoms))
     tables[RAW_DIAGNOSES] = _append(tables[RAW_DIAGNOSES], new_diagnoses)
     log = pd.concat(logs, ignore_index=True)[list(ERROR_LOG_COLUMNS)]
     return tables, log.sort_values("encounter_id", kind="stable", ignore_index=True)
