@@ -142,3 +142,23 @@ def test_the_invariance_test_fails_a_model_that_learnt_the_marker(windows: Windo
     assert not result["passed"] and result["flag_rate_generalised"] == 1.0 and result["flag_rate_other"] == 0.0
     nothing = generalisation_invariance(_ReadsMissingAge(), inputs, list(inputs.columns), 0.5, np.zeros(len(raw), bool))
     assert nothing["passed"] and nothing["reason"] == "no generalised row"
+
+
+def test_every_generalisation_step_is_covered_region_and_sex_included(
+    windows: Windows, trained: TrainingOutcome
+) -> None:
+    """k-anonymity's last step writes "*" into region and sex: such rows count as generalised, and a training row's
+    sex is hot-decked like its centre and age (the marker never reaches the model as a fixed value)."""
+    frame = windows.train.copy()
+    marked = np.arange(len(frame)) % 11 == 0
+    for column in ("region", "sex"):
+        frame[column] = frame[column].astype(object)
+        frame.loc[marked, column] = "*"
+    assert (generalised_rows(frame) == marked).all()
+    X = model_inputs(frame, trained.feature_columns)
+    stepped = [c for c in ("region", "sex") if c in X.columns]
+    assert stepped and X.loc[marked, stepped].isna().all().all()
+    filled = hot_deck_generalised(X, seed=2)
+    assert filled[stepped].notna().all().all()
+    donors = set(map(tuple, X.loc[~marked, stepped].to_numpy()))
+    assert set(map(tuple, filled.loc[marked, stepped].to_numpy())) <= donors
