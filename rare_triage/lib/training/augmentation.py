@@ -41,6 +41,7 @@ class IncidentalAugmentation:
     share: float
     terms: int
     seed: int = 0
+    every_label: bool = False  # copy orphan rows too: incidental findings do not depend on the diagnosis
 
     def __post_init__(self) -> None:
         check_augmentation(self.share, self.terms)
@@ -51,10 +52,10 @@ class IncidentalAugmentation:
         if self.share == 0.0 or len(self.items) < self.terms or not isinstance(X, pd.DataFrame) or not len(y):
             return X, y
         rng = np.random.default_rng(self.seed)
-        non_orphan = y != ORPHAN_INDEX
+        copied = np.ones(len(y), dtype=bool) if self.every_label else y != ORPHAN_INDEX
         frames, labels = [X.reset_index(drop=True)], [y]
         for copy in range(math.ceil(self.share)):
-            picked = np.flatnonzero(non_orphan & (rng.random(len(y)) < min(1.0, self.share - copy)))
+            picked = np.flatnonzero(copied & (rng.random(len(y)) < min(1.0, self.share - copy)))
             if picked.size:
                 frames.append(
                     add_incidental_phenotypes(
@@ -72,10 +73,10 @@ class IncidentalAugmentation:
 
 
 def incidental_augmentation(
-    items: Sequence[PhenotypeItem], share: float, terms: int, seed: int
+    items: Sequence[PhenotypeItem], share: float, terms: int, seed: int, every_label: bool = False
 ) -> IncidentalAugmentation | None:
     """The augmentation of a training configuration; None when it adds nothing (share 0 or no vocabulary item)."""
     check_augmentation(share, terms)
     if share == 0.0 or not items:
         return None
-    return IncidentalAugmentation(tuple(items), share, terms, seed)
+    return IncidentalAugmentation(tuple(items), share, terms, seed, every_label)

@@ -92,6 +92,9 @@ class TrainingConfig:
         "copies per row, up to 4)",
     )
     incidental_terms: int = _described(2, "random vocabulary terms added to each augmented copy")
+    incidental_every_label: bool = _described(
+        False, "copy the orphan rows too (incidental findings do not depend on the diagnosis); False: non-orphans only"
+    )
     params: ModelParams = field(default_factory=ModelParams)
 
     def __post_init__(self) -> None:
@@ -164,7 +167,9 @@ def _train(
     X, y = model_inputs(train, columns), label_codes(train["label"])
     timings: dict[str, float] = {}
     items = list(vocabulary_items(columns)) if vocabulary_items is not None else []
-    augmentation = incidental_augmentation(items, config.incidental_share, config.incidental_terms, params.seed)
+    augmentation = incidental_augmentation(
+        items, config.incidental_share, config.incidental_terms, params.seed, config.incidental_every_label
+    )
 
     started = time.perf_counter()
     results, best_spec, reason, cv_rows = _search(config, X, y, roles, say, augmentation=augmentation)
