@@ -383,14 +383,10 @@ def test_the_smoke_end_to_end_then_the_real_recall_gate_fails_its_gate_phase(
     assert sorted(c[:2] for c in cells if c[5] == "smoke") == [
         ["external_validation", "external_validation_gate"],
         ["model_evaluation", "orphan_recall_gate"],
-        ["model_evaluation", "robustness_gate"],
     ]
     assert markdown.startswith("## rare-triage smoke materialization: passed\n")
     assert "- model_evaluation:orphan_recall_gate: min_recall=0.5 (default 0.9)" in markdown
-    assert (
-        "- model_evaluation:robustness_gate: max_ratio_plus_1=4.0 (default 1.5), max_ratio_plus_2=6.0 (default 2.0), "
-        "max_single_term_ratio=12.0 (default 2.0)" in markdown
-    )
+    assert "model_evaluation:robustness_gate:" not in markdown  # at its production limits
     assert "- external_validation:external_validation_gate: min_shares=[0.8, 0.7] (default [0.93, 0.88])" in markdown
     assert "Not part of the smoke" not in markdown
     materialized = (f"raw_ehr_extract: {SMOKE_DAYS}", f"encounter_features: {SMOKE_DAYS}", "published_model: 1")
@@ -401,7 +397,8 @@ def test_the_smoke_end_to_end_then_the_real_recall_gate_fails_its_gate_phase(
     dev = home / "bucket" / "models" / "rare-triage" / "env" / "dev.json"
     published = json.loads(dev.read_text(encoding="utf-8"))["version"]
 
-    # the gate phase again on the same slice, every gate at its own thresholds: the recall and robustness gates fail
+    # the gate phase again on the same slice, every gate at its own thresholds: the recall gate fails (and nothing
+    # after it runs)
     with code_location_in(home, {}) as (location, instance):
         options = smoke_cli.SmokeOptions(real_gates=True)
         phases = [phase for phase in smoke_cli.smoke_phases(options) if phase.job == keys.TRAIN_AND_PUBLISH_JOB]
@@ -411,15 +408,15 @@ def test_the_smoke_end_to_end_then_the_real_recall_gate_fails_its_gate_phase(
     assert report.exit_code == 1, (run.errors, lines)
     assert run.errors == []
     failed = sorted((r.asset, r.check) for r in report.rows if r.failed_blocking)
-    assert failed == [("model_evaluation", "orphan_recall_gate"), ("model_evaluation", "robustness_gate")]
+    assert failed == [("model_evaluation", "orphan_recall_gate")]
     table = table_rows(render_markdown(report))
-    assert sorted((row[0], row[1]) for row in table[:2]) == failed  # failed blocking checks first
+    assert [(row[0], row[1]) for row in table[:1]] == failed  # failed blocking checks first
     recall = next(row for row in table if row[1] == "orphan_recall_gate")
     assert recall[:6] == ["model_evaluation", "orphan_recall_gate", "", "**FAILED**", "yes", ""]
     assert "(required >= 0.9)" in recall[6]
     robustness = next(row for row in table if row[1] == "robustness_gate")
-    assert robustness[3] == "**FAILED**" and "limit 1.5x" in robustness[6]
+    assert robustness[3] == "passed" and "limit 1.5x" in robustness[6]
     assert "onnx_model" not in run.materialized and "published_model" not in run.materialized
     assert json.loads(dev.read_text(encoding="utf-8"))["version"] == published, "nothing was published"
     assert lines[0].startswith("train_and_publish_job: FAILED (blocking checks [")
-    assert "'model_evaluation:orphan_recall_gate'" in lines[0] and "'model_evaluation:robustness_gate'" in lines[0]
+    assert "'model_evaluation:orphan_recall_gate'" in lines[0] and "robustness_gate" not in lines[0]

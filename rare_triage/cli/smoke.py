@@ -19,7 +19,7 @@ in NOT_IN_SMOKE with its reason.
 
 Every blocking check runs as it is defined (schemas, identifiers, k-anonymity, quarantine accounting, ONNX parity and
 size, ...), except the training gates of SMOKE_GATES, which run at the smoke's thresholds unless `--real-gates`: on
-8,400 encounters the model cannot reach the production recall nor the robustness limits (see SMOKE_GATES_REASON).
+8,400 encounters the model cannot reach the production recall nor the external goals (see SMOKE_GATES_REASON).
 The summary marks them.
 """
 
@@ -53,7 +53,7 @@ from rare_triage.cli.check_summary import (
 from rare_triage.cli.instance import open_instance
 from rare_triage.definitions import build_definitions
 from rare_triage.defs.shared import keys
-from rare_triage.defs.training.config import ExternalValidationGateConfig, OrphanRecallGateConfig, RobustnessGateConfig
+from rare_triage.defs.training.config import ExternalValidationGateConfig, OrphanRecallGateConfig
 
 LOG_LEVEL = "WARNING"  # one line per run is printed; Dagster's console logger adds warnings and errors only
 ENV_PREFIXES = ("RARE_TRIAGE_", "MLFLOW_")  # the smoke's state and source come from its own settings only
@@ -89,24 +89,18 @@ SMOKE_GATES = (
         dg.AssetCheckKey(keys.MODEL_EVALUATION, keys.ORPHAN_RECALL_GATE), OrphanRecallGateConfig, {"min_recall": 0.5}
     ),
     SmokeGate(
-        dg.AssetCheckKey(keys.MODEL_EVALUATION, keys.ROBUSTNESS_GATE),
-        RobustnessGateConfig,
-        {"max_ratio_plus_1": 4.0, "max_ratio_plus_2": 6.0, "max_single_term_ratio": 12.0},
-    ),
-    SmokeGate(
         dg.AssetCheckKey(keys.EXTERNAL_VALIDATION, keys.EXTERNAL_VALIDATION_GATE),
         ExternalValidationGateConfig,
         {"min_shares": [0.8, 0.7]},
     ),
 )
 SMOKE_GATES_REASON = (
-    "on this slice (8,400 encounters, one logistic regression; 7-day windows of about 70 orphan cases) the orphan "
-    "threshold is bound by the 4% flag-rate budget: test recall 0.86 over 71 cases, lower bound 0.78, below the "
-    "production 0.90; the non-orphan flag rate (0.039 of 2,454) rises 1.31x with one random extra term, 1.57x with "
-    "two and 5.3x with the worst single term (anorexia; limits 1.5x / 2x / 2.5x); the real cases are flagged at 0.90 / "
-    "0.84 at the 5% / 2% phenotype-only operating points (goals 0.93 / 0.88). Every other gate runs at its own "
-    "thresholds (the subgroup gate judges the subgroups with 20 orphan cases). --real-gates runs the production "
-    "thresholds (the windows stay 7 days)"
+    "on this slice (8,400 encounters, one XGBoost; 7-day windows of about 70 orphan cases) the orphan threshold is "
+    "bound by the 4% flag-rate budget: test recall 0.79 over 71 cases, lower bound 0.70, below the production 0.90; "
+    "the real cases are flagged at 0.84 / 0.70 at the 5% / 2% phenotype-only operating points (goals 0.93 / 0.88). "
+    "Every other gate runs at its own thresholds (robustness: 1.02x with one random extra term, 1.34x with two, 1.69x "
+    "with the worst single term, hemoptysis; the subgroup gate judges the subgroups with 20 orphan cases). "
+    "--real-gates runs the production thresholds (the windows stay 7 days)"
 )
 
 # Every asset of the code location is in the smoke; an asset left out would be listed here with its reason.

@@ -62,6 +62,18 @@ def test_a_share_above_one_gives_several_copies_each_with_its_own_terms(
     assert (np.nan_to_num(again) != np.nan_to_num(second[terms].to_numpy())).any(axis=1).mean() > 0.5
 
 
+def test_every_label_copies_the_orphan_rows_too(
+    windows: Windows, trained: TrainingOutcome, layout: PhenotypeLayout
+) -> None:
+    columns = trained.feature_columns
+    X, y = model_inputs(windows.train, columns), label_codes(windows.train["label"])
+    items = tuple(_items(layout, columns))
+    _, only_others = IncidentalAugmentation(items, share=1.0, terms=1, seed=3).apply(X, y)
+    _, every = IncidentalAugmentation(items, share=1.0, terms=1, seed=3, every_label=True).apply(X, y)
+    assert (only_others[len(y) :] != ORPHAN_INDEX).all() and len(only_others) == len(y) + (y != ORPHAN_INDEX).sum()
+    assert len(every) == 2 * len(y) and (every[len(y) :] == y).all()
+
+
 def test_bad_settings_are_named() -> None:
     with pytest.raises(ValueError, match=r"incidental_share: must be in \[0, 4\]"):
         TrainingConfig(incidental_share=4.5)
