@@ -415,7 +415,7 @@ def test_the_smoke_end_to_end_then_the_real_recall_gate_fails_its_gate_phase(
     assert recall[:6] == ["model_evaluation", "orphan_recall_gate", "", "**FAILED**", "yes", ""]
     assert "(required >= 0.9)" in recall[6]
     robustness = next(row for row in table if row[1] == "robustness_gate")
-    assert robustness[3] == "passed" and "limit 1.5x" in robustness[6]
+    assert robustness[3] == "passed" and "plus_1_ratio=" in robustness[6]
     assert "onnx_model" not in run.materialized and "published_model" not in run.materialized
     assert json.loads(dev.read_text(encoding="utf-8"))["version"] == published, "nothing was published"
     assert lines[0].startswith("train_and_publish_job: FAILED (blocking checks [")
