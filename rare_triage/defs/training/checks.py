@@ -139,7 +139,7 @@ robustness_gate = gate_check(
     asset_type=ModelEvaluation,
     description="Non-orphan test flag rate with 1 random extra vocabulary term <= max_ratio_plus_1 (1.5) x the base "
     "rate, with 2 <= max_ratio_plus_2 (2.0) x, and with any single vocabulary term added alone <= "
-    "max_single_term_ratio (2.0) x (base rate 0: the rates against limit x 1/n).",
+    "max_single_term_ratio (2.5) x (base rate 0: the rates against limit x 1/n).",
     config_type=RobustnessGateConfig,
     evaluate=lambda config, evaluation: gates.robustness_gate(
         evaluation.robustness,

@@ -86,7 +86,7 @@ class TrainingConfig:
     )
     calibration: str = _described("auto", "auto | none | sigmoid | isotonic")
     incidental_share: float = _described(
-        2.0,
+        0.5,
         "share of the non-orphan rows of each fit copied with incidental_terms random vocabulary terms added, so the "
         "model learns that a single extra finding is common in common disease (0: no augmentation; above 1: several "
         "copies per row, up to 4)",

@@ -399,7 +399,7 @@ def test_robustness_is_reported_per_term_and_gated_with_its_defaults(materialize
         rerun.robustness_per_term,
         max_ratio_plus_1=1.5,
         max_ratio_plus_2=2.0,
-        max_single_term_ratio=2.0,
+        max_single_term_ratio=2.5,
     )
     assert gate.passed is expected.passed and gate.description == expected.description
     assert gate.metadata["max_ratio_plus_1"].value == 1.5
