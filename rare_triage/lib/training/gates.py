@@ -66,10 +66,8 @@ def orphan_pr_auc_gate(metrics: Mapping[str, float], min_multiple: float) -> Gat
 def recall_upper_bound(caught: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
     """One-sided Wilson score upper bound of the recall caught / n at `confidence` (0.5: the point estimate): one
     minus the lower bound of the share missed."""
-    caught, n = np.asarray(caught, dtype=np.float64), np.asarray(n, dtype=np.float64)
-    return 1.0 - np.array(
-        [recall_lower_bound(np.array([m]), int(k), confidence)[0] for m, k in zip(n - caught, n, strict=True)]
-    )
+    n = np.asarray(n, dtype=np.float64)
+    return np.asarray(1.0 - recall_lower_bound(n - np.asarray(caught, dtype=np.float64), n, confidence))
 
 
 def subgroup_recall_gate(

@@ -39,10 +39,12 @@ def check_max_flag_rate(max_flag_rate: float) -> None:
         raise ValueError(f"max_flag_rate: must be in (0, 1], got {max_flag_rate}")
 
 
-def recall_lower_bound(caught: np.ndarray, n: int, confidence: float) -> np.ndarray:
-    """One-sided Wilson score lower bound of the recall caught / n at `confidence` (0.5: the point estimate)."""
+def recall_lower_bound(caught: np.ndarray, n: int | np.ndarray, confidence: float) -> np.ndarray:
+    """One-sided Wilson score lower bound of the recall caught / n at `confidence` (0.5: the point estimate);
+    `n` one count for every `caught`, or one each."""
     check_recall_confidence(confidence)
     z = float(NormalDist().inv_cdf(confidence))
+    n = np.asarray(n, dtype=np.float64)
     p = np.asarray(caught, dtype=np.float64) / n
     centre = p + z * z / (2 * n)
     spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
