@@ -6,8 +6,10 @@ extra term is evidence of an orphan disease, and a clinic drowns in alarms (the 
 extra term doubled the non-orphan flag rate). Each fit (every cross-validation fold, the final fit) adds, for a share
 of its own non-orphan rows, a copy with `terms` vocabulary terms drawn uniformly among those the row lacks, encoded
 as the feature SQL would encode them (roll-up, organ systems, specificity counts); a share above 1 gives every row
-that many copies (1.5: one copy each, a second for half of them), each with its own terms. Validation and test rows
-are never augmented: thresholds, gates and metrics are judged on rows as recorded.
+that many copies (1.5: one copy each, a second for half of them), each with its own terms. `orphan_share` copies the
+orphan rows the same way (default 0): copying only the non-orphans teaches the model that any extra term, a red flag
+included, is evidence against an orphan disease. Validation and test rows are never augmented: thresholds, gates and
+metrics are judged on rows as recorded.
 """
 
 import math
@@ -24,38 +26,40 @@ from rare_triage.lib.training.robustness import PhenotypeItem, add_incidental_ph
 MAX_SHARE = 4.0  # copies per non-orphan row: the fit grows with it
 
 
-def check_augmentation(share: float, terms: int) -> None:
-    """Raise naming the field unless share is in [0, MAX_SHARE] and terms >= 1."""
-    if not 0.0 <= share <= MAX_SHARE:
-        raise ValueError(f"incidental_share: must be in [0, {MAX_SHARE:g}], got {share}")
+def check_augmentation(share: float, terms: int, orphan_share: float = 0.0) -> None:
+    """Raise naming the field unless both shares are in [0, MAX_SHARE] and terms >= 1."""
+    for name, value in (("incidental_share", share), ("incidental_orphan_share", orphan_share)):
+        if not 0.0 <= value <= MAX_SHARE:
+            raise ValueError(f"{name}: must be in [0, {MAX_SHARE:g}], got {value}")
     if terms < 1:
         raise ValueError(f"incidental_terms: must be >= 1, got {terms}")
 
 
 @dataclass(frozen=True)
 class IncidentalAugmentation:
-    """`share` of the non-orphan rows of a fit get a copy with `terms` random vocabulary terms among `items` (above 1:
-    several copies per row)."""
+    """`share` of the non-orphan rows of a fit (`orphan_share` of the orphan rows) get a copy with `terms` random
+    vocabulary terms among `items` (above 1: several copies per row)."""
 
     items: tuple[PhenotypeItem, ...]
     share: float
     terms: int
     seed: int = 0
-    every_label: bool = False  # copy orphan rows too: incidental findings do not depend on the diagnosis
+    orphan_share: float = 0.0
 
     def __post_init__(self) -> None:
-        check_augmentation(self.share, self.terms)
+        check_augmentation(self.share, self.terms, self.orphan_share)
 
     def apply(self, X: Any, y: np.ndarray) -> tuple[Any, np.ndarray]:
         """The fit rows plus the augmented copies (labels repeated); unchanged when there is nothing to add."""
         y = np.asarray(y)
-        if self.share == 0.0 or len(self.items) < self.terms or not isinstance(X, pd.DataFrame) or not len(y):
+        most = max(self.share, self.orphan_share)
+        if most == 0.0 or len(self.items) < self.terms or not isinstance(X, pd.DataFrame) or not len(y):
             return X, y
         rng = np.random.default_rng(self.seed)
-        copied = np.ones(len(y), dtype=bool) if self.every_label else y != ORPHAN_INDEX
+        row_share = np.where(y == ORPHAN_INDEX, self.orphan_share, self.share)
         frames, labels = [X.reset_index(drop=True)], [y]
-        for copy in range(math.ceil(self.share)):
-            picked = np.flatnonzero(copied & (rng.random(len(y)) < min(1.0, self.share - copy)))
+        for copy in range(math.ceil(most)):
+            picked = np.flatnonzero(rng.random(len(y)) < np.clip(row_share - copy, 0.0, 1.0))
             if picked.size:
                 frames.append(
                     add_incidental_phenotypes(
@@ -73,10 +77,11 @@ class IncidentalAugmentation:
 
 
 def incidental_augmentation(
-    items: Sequence[PhenotypeItem], share: float, terms: int, seed: int, every_label: bool = False
+    items: Sequence[PhenotypeItem], share: float, terms: int, seed: int, orphan_share: float = 0.0
 ) -> IncidentalAugmentation | None:
-    """The augmentation of a training configuration; None when it adds nothing (share 0 or no vocabulary item)."""
-    check_augmentation(share, terms)
-    if share == 0.0 or not items:
+    """The augmentation of a training configuration; None when it adds nothing (both shares 0 or no vocabulary
+    item)."""
+    check_augmentation(share, terms, orphan_share)
+    if share == orphan_share == 0.0 or not items:
         return None
-    return IncidentalAugmentation(tuple(items), share, terms, seed, every_label)
+    return IncidentalAugmentation(tuple(items), share, terms, seed, orphan_share)

@@ -92,8 +92,10 @@ class TrainingConfig:
         "copies per row, up to 4)",
     )
     incidental_terms: int = _described(2, "random vocabulary terms added to each augmented copy")
-    incidental_every_label: bool = _described(
-        False, "copy the orphan rows too (incidental findings do not depend on the diagnosis); False: non-orphans only"
+    incidental_orphan_share: float = _described(
+        0.0,
+        "the same for the orphan rows (incidental findings do not depend on the diagnosis; copying only the "
+        "non-orphans teaches that any extra term, a red flag included, speaks against an orphan disease)",
     )
     params: ModelParams = field(default_factory=ModelParams)
 
@@ -109,7 +111,7 @@ class TrainingConfig:
         if not self.candidates:
             raise ValueError("candidates: at least one candidate is needed")
         check_selection_tolerance(self.selection_tolerance)
-        check_augmentation(self.incidental_share, self.incidental_terms)
+        check_augmentation(self.incidental_share, self.incidental_terms, self.incidental_orphan_share)
 
     def specs(self) -> list[CandidateSpec]:
         return [CandidateSpec.parse(name) for name in self.candidates]
@@ -168,7 +170,7 @@ def _train(
     timings: dict[str, float] = {}
     items = list(vocabulary_items(columns)) if vocabulary_items is not None else []
     augmentation = incidental_augmentation(
-        items, config.incidental_share, config.incidental_terms, params.seed, config.incidental_every_label
+        items, config.incidental_share, config.incidental_terms, params.seed, config.incidental_orphan_share
     )
 
     started = time.perf_counter()

@@ -62,21 +62,29 @@ def test_a_share_above_one_gives_several_copies_each_with_its_own_terms(
     assert (np.nan_to_num(again) != np.nan_to_num(second[terms].to_numpy())).any(axis=1).mean() > 0.5
 
 
-def test_every_label_copies_the_orphan_rows_too(
+def test_orphan_share_copies_the_orphan_rows_at_their_own_share(
     windows: Windows, trained: TrainingOutcome, layout: PhenotypeLayout
 ) -> None:
     columns = trained.feature_columns
     X, y = model_inputs(windows.train, columns), label_codes(windows.train["label"])
     items = tuple(_items(layout, columns))
+    orphans, others = int((y == ORPHAN_INDEX).sum()), int((y != ORPHAN_INDEX).sum())
     _, only_others = IncidentalAugmentation(items, share=1.0, terms=1, seed=3).apply(X, y)
-    _, every = IncidentalAugmentation(items, share=1.0, terms=1, seed=3, every_label=True).apply(X, y)
-    assert (only_others[len(y) :] != ORPHAN_INDEX).all() and len(only_others) == len(y) + (y != ORPHAN_INDEX).sum()
+    _, every = IncidentalAugmentation(items, share=1.0, terms=1, seed=3, orphan_share=1.0).apply(X, y)
+    assert (only_others[len(y) :] != ORPHAN_INDEX).all() and len(only_others) == len(y) + others
     assert len(every) == 2 * len(y) and (every[len(y) :] == y).all()
+    # orphan rows only, two copies each and a third for half of them
+    _, orphans_only = IncidentalAugmentation(items, share=0.0, terms=1, seed=3, orphan_share=2.5).apply(X, y)
+    added = orphans_only[len(y) :]
+    assert (added == ORPHAN_INDEX).all() and 2.4 * orphans < len(added) < 2.6 * orphans
+    assert incidental_augmentation(items, 0.0, 1, 0, orphan_share=0.5) is not None
 
 
 def test_bad_settings_are_named() -> None:
     with pytest.raises(ValueError, match=r"incidental_share: must be in \[0, 4\]"):
         TrainingConfig(incidental_share=4.5)
+    with pytest.raises(ValueError, match=r"incidental_orphan_share: must be in \[0, 4\]"):
+        TrainingConfig(incidental_orphan_share=-0.5)
     with pytest.raises(ValueError, match="incidental_terms"):
         TrainingConfig(incidental_terms=0)
 
