@@ -23,7 +23,7 @@ import pandas as pd
 from rare_triage.lib.training.columns import ORPHAN_INDEX
 from rare_triage.lib.training.robustness import PhenotypeItem, add_incidental_phenotypes
 
-MAX_SHARE = 4.0  # copies per non-orphan row: the fit grows with it
+MAX_SHARE = 4.0  # copies per row (either share): the fit grows with it
 
 
 def check_augmentation(share: float, terms: int, orphan_share: float = 0.0) -> None:
