@@ -125,7 +125,8 @@ def training_set(
     description="Candidate pipelines (LR, depth-bounded RF, XGBoost x class weights / oversampling, a two-stage "
     "comparison) cross-validated on the training window; the chosen one refitted, calibrated if it helps, its "
     "orphan threshold tuned on validation for the target recall; each fit's non-orphan rows augmented with copies "
-    "carrying random incidental vocabulary terms; logged and registered in MLflow as a new version "
+    "carrying random incidental vocabulary terms, then refitted with single-term copies for the terms the "
+    "validation window shows it over-reads; logged and registered in MLflow as a new version "
     "(tag gates=pending; alias `challenger` only after every blocking gate passed, set by published_model).",
 )
 def triage_model(
@@ -211,6 +212,10 @@ def triage_model(
         )
         if not cv_table.empty:
             tracking.log_result_table(cv_table, "tables/cv_results.json")
+        targeted_table = outcome.targeted_table()
+        if not targeted_table.empty:
+            tracking.log_result_table(targeted_table, "tables/targeted_rounds.json")
+            tracking.log_json(outcome.targeted_shares, "targeted_shares.json")
         y_val = label_codes(training_set.validation["label"])
         pr_png = pr_curves_png(y_val, outcome.validation_proba, "Precision-recall (validation window)")
         cal_png = calibration_png(y_val, outcome.validation_proba, title="Calibration (validation window)")
@@ -270,6 +275,13 @@ def triage_model(
             "why": outcome.selection_reason,
             "cv_results": dg.MetadataValue.md(
                 f"StratifiedKFold({config.cv_folds}) on {outcome.cv_rows} training rows\n\n{markdown_table(cv_table)}"
+            ),
+            "targeted_rounds": dg.MetadataValue.md(
+                "validation window, each vocabulary term added alone to the non-orphan rows; terms above "
+                f"{config.targeted_goal:g}x their base flag rate get single-term copies in the next fit\n\n"
+                + markdown_table(targeted_table)
+                if not targeted_table.empty
+                else "none (targeted_rounds = 0 or no vocabulary)"
             ),
             "calibration": outcome.calibration,
             "calibration_report": dg.MetadataValue.md(markdown_table(calibration)),

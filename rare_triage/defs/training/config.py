@@ -123,12 +123,10 @@ class RobustnessGateConfig(dg.Config):
     max_ratio_plus_2: float = Field(
         default=2.0, description="non-orphan flag rate with 2 random extra vocabulary terms / base rate, at most"
     )
-    # The issue asks for 2.0: two augmented copies per row reach it (1.6-1.8x on seeds 1, 2 and the default one) but
-    # then a red flag no longer raises the orphan probability on average (the behaviour gate fails on the default
-    # seed); with the default augmentation the worst term reached 2.1-2.6x in the main job (default seed, seeds 1-3),
-    # so the gate blocks at 2.5 until both hold.
+    # The random incidental copies alone left the worst single term at 2.1-2.6x in the main job (default seed, seeds
+    # 1-3); the targeted refits of triage_model (lib/training/targeted.py) bring it under 2x.
     max_single_term_ratio: float = Field(
-        default=2.5, description="non-orphan flag rate with any one vocabulary term added / base rate, at most"
+        default=2.0, description="non-orphan flag rate with any one vocabulary term added / base rate, at most"
     )
 
 

@@ -96,7 +96,7 @@ def add_phenotype(frame: pd.DataFrame, rows: np.ndarray, item: PhenotypeItem) ->
         frame.loc[newly, column] = 1.0
 
 
-def _already_present(frame: pd.DataFrame, item: PhenotypeItem) -> np.ndarray:
+def already_present(frame: pd.DataFrame, item: PhenotypeItem) -> np.ndarray:
     """Rows that already have the term: its own vocabulary column present for a vocabulary term among the inputs,
     otherwise every column of the item present (none, for an item setting no column)."""
     if item.own_column is not None:
@@ -121,7 +121,7 @@ def add_incidental_phenotypes(
     # Gumbel top-k: k distinct items per row, drawn in proportion to their weights
     priority = np.log(weights)[None, :] - np.log(-np.log(rng.random((len(out), len(items)))))
     for j, item in enumerate(items):
-        priority[_already_present(out, item), j] = -np.inf
+        priority[already_present(out, item), j] = -np.inf
     chosen = np.zeros(priority.shape, dtype=bool)
     np.put_along_axis(chosen, np.argsort(-priority, axis=1)[:, :k], True, axis=1)
     chosen &= np.isfinite(priority)
@@ -247,7 +247,7 @@ def per_term_flag_rates(
 
     size = 0
     for item in items:
-        lacking = ~_already_present(inputs, item)
+        lacking = ~already_present(inputs, item)
         changed = inputs.loc[lacking].copy()
         add_phenotype(changed, np.ones(len(changed), dtype=bool), item)
         batch.append((item, lacking, changed))

@@ -26,6 +26,7 @@ from rare_triage.lib.training.candidates import (
 from rare_triage.lib.training.columns import (
     FEATURE_SET_ALL,
     FEATURE_SETS,
+    ORPHAN_INDEX,
     FeatureRoles,
     feature_roles,
     feature_set_columns,
@@ -42,12 +43,14 @@ from rare_triage.lib.training.cross_validation import (
     stratified_sample,
 )
 from rare_triage.lib.training.metrics import summary_metrics
-from rare_triage.lib.training.robustness import PhenotypeItem
+from rare_triage.lib.training.robustness import PhenotypeItem, per_term_flag_rates
+from rare_triage.lib.training.targeted import TargetedRound, check_targeted, measured_round, raised_shares
 from rare_triage.lib.training.thresholds import (
     DEFAULT_TARGET_RECALL,
     ThresholdPolicy,
     check_max_flag_rate,
     check_recall_confidence,
+    flag_orphan,
     tune_threshold_policy,
 )
 from rare_triage.lib.training.windows import require_all_labels
@@ -97,6 +100,16 @@ class TrainingConfig:
         "the same for the orphan rows (incidental findings do not depend on the diagnosis; copying only the "
         "non-orphans teaches that any extra term, a red flag included, speaks against an orphan disease)",
     )
+    targeted_rounds: int = _described(
+        2,
+        "refits of the chosen candidate that add single-term copies of non-orphan rows for the terms that raise the "
+        "validation window's non-orphan flag rate above targeted_goal x its base rate when added alone (0: none; "
+        "lib/training/targeted.py)",
+    )
+    targeted_goal: float = _described(1.6, "ratio to the base flag rate above which a term is targeted")
+    targeted_step: float = _described(
+        0.012, "share of the non-orphan rows copied with a targeted term, per unit of its ratio above the goal"
+    )
     params: ModelParams = field(default_factory=ModelParams)
 
     def __post_init__(self) -> None:
@@ -112,6 +125,7 @@ class TrainingConfig:
             raise ValueError("candidates: at least one candidate is needed")
         check_selection_tolerance(self.selection_tolerance)
         check_augmentation(self.incidental_share, self.incidental_terms, self.incidental_orphan_share)
+        check_targeted(self.targeted_rounds, self.targeted_goal, self.targeted_step)
 
     def specs(self) -> list[CandidateSpec]:
         return [CandidateSpec.parse(name) for name in self.candidates]
@@ -134,9 +148,14 @@ class TrainingOutcome:
     validation_metrics: dict[str, float]
     timings: dict[str, float]
     validation_proba: np.ndarray = field(repr=False)
+    targeted_rounds: list[TargetedRound] = field(default_factory=list)
+    targeted_shares: dict[str, float] = field(default_factory=dict)  # hpo_id -> share of the served fit
 
     def cv_table(self) -> pd.DataFrame:
         return pd.DataFrame([r.row() for r in self.cv_results])
+
+    def targeted_table(self) -> pd.DataFrame:
+        return pd.DataFrame([r.row() for r in self.targeted_rounds])
 
 
 def train_triage_model(
@@ -170,33 +189,24 @@ def _train(
     timings: dict[str, float] = {}
     items = list(vocabulary_items(columns)) if vocabulary_items is not None else []
     augmentation = incidental_augmentation(
-        items, config.incidental_share, config.incidental_terms, params.seed, config.incidental_orphan_share
+        items,
+        config.incidental_share,
+        config.incidental_terms,
+        params.seed,
+        config.incidental_orphan_share,
+        targeted_later=config.targeted_rounds > 0,
     )
 
     started = time.perf_counter()
     results, best_spec, reason, cv_rows = _search(config, X, y, roles, say, augmentation=augmentation)
     timings["search_seconds"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    fitted = fit_candidate(best_spec, X, y, roles, params, augmentation=augmentation)
-    timings["final_fit_seconds"] = time.perf_counter() - started
-    say(f"fitted {best_spec.name} on {len(y)} rows in {timings['final_fit_seconds']:.1f} s")
-
     X_val, y_val = model_inputs(validation, columns), label_codes(validation["label"])
-    started = time.perf_counter()
-    report = compare_calibration(fitted, X_val, y_val, seed=params.seed)
-    method = choose_calibration(report, config.calibration)
-    final = calibrate_pipeline(fitted, X_val, y_val, method) if method != "none" else fitted
-    timings["calibration_seconds"] = time.perf_counter() - started
-    p_val = final.predict_proba(X_val)
-    policy = tune_threshold_policy(
-        y_val,
-        p_val,
-        target_recall=config.target_recall,
-        review_recall=config.review_recall,
-        max_flag_rate=config.max_flag_rate,
-        recall_confidence=config.recall_confidence,
+    timings["final_fit_seconds"] = timings["calibration_seconds"] = timings["targeted_seconds"] = 0.0
+    fit, rounds, shares = _targeted_fits(
+        _FitInputs(best_spec, X, y, X_val, y_val, roles, columns, items), config, augmentation, timings, say
     )
+    final, method, report, p_val, policy = fit.final, fit.method, fit.report, fit.p_val, fit.policy
     return TrainingOutcome(
         pipeline=final,
         spec=best_spec,
@@ -211,7 +221,101 @@ def _train(
         validation_metrics=summary_metrics(y_val, p_val, policy),
         timings=timings,
         validation_proba=p_val,
+        targeted_rounds=rounds,
+        targeted_shares=shares,
     )
+
+
+@dataclass(frozen=True)
+class _FitInputs:
+    """What every final fit of the chosen candidate reads."""
+
+    spec: CandidateSpec
+    X: pd.DataFrame
+    y: np.ndarray
+    X_val: pd.DataFrame
+    y_val: np.ndarray
+    roles: FeatureRoles
+    columns: list[str]
+    items: list[PhenotypeItem]
+
+
+def _targeted_fits(
+    inputs: _FitInputs,
+    config: TrainingConfig,
+    augmentation: IncidentalAugmentation | None,
+    timings: dict[str, float],
+    say: Callable[[str], None],
+) -> tuple["_TunedFit", list[TargetedRound], dict[str, float]]:
+    """The final fit, then up to `targeted_rounds` refits with targeted copies (lib/training/targeted.py): the last
+    fit, the measurement of each fit on the validation window and the targeted shares of the last fit."""
+    shares: dict[str, float] = {}
+    rounds: list[TargetedRound] = []
+    for round_ in range(config.targeted_rounds + 1):
+        fit_augmentation = augmentation.with_targeted(shares) if augmentation is not None and shares else augmentation
+        fit = _fit_and_tune(inputs, config, fit_augmentation, timings)
+        say(f"fitted {inputs.spec.name} on {len(inputs.y)} rows, {len(shares)} targeted term(s)")
+        if config.targeted_rounds == 0 or augmentation is None:
+            break
+        started = time.perf_counter()
+        non_orphan = inputs.X_val.loc[inputs.y_val != ORPHAN_INDEX]
+        base = fit.flags(non_orphan, inputs.columns)
+        per_term = per_term_flag_rates(
+            fit.final, non_orphan, fit.policy, feature_columns=inputs.columns, items=inputs.items, base_flags=base
+        )
+        raised = raised_shares(shares, per_term, config.targeted_goal, config.targeted_step)
+        stop = round_ == config.targeted_rounds or raised == shares
+        base_rate = float(base.mean()) if len(base) else float("nan")
+        rounds.append(measured_round(round_, per_term, base_rate, config.targeted_goal, {} if stop else raised))
+        timings["targeted_seconds"] += time.perf_counter() - started
+        say(
+            f"targeted augmentation, fit {round_}: worst single term on validation {rounds[-1].worst_term} "
+            f"{rounds[-1].worst_ratio:.2f}x, {rounds[-1].terms_over_goal} term(s) above {config.targeted_goal:g}x"
+        )
+        if stop:
+            break
+        shares = raised
+    return fit, rounds, shares
+
+
+@dataclass(frozen=True)
+class _TunedFit:
+    final: Any
+    method: str
+    report: dict[str, dict[str, float]]
+    p_val: np.ndarray
+    policy: ThresholdPolicy
+
+    def flags(self, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+        return flag_orphan(np.asarray(self.final.predict_proba(frame[columns])), self.policy)
+
+
+def _fit_and_tune(
+    inputs: _FitInputs,
+    config: TrainingConfig,
+    augmentation: IncidentalAugmentation | None,
+    timings: dict[str, float],
+) -> _TunedFit:
+    """Fit the candidate on the training rows, calibrate it on validation if that helps, tune the thresholds."""
+    started = time.perf_counter()
+    spec, X_val, y_val = inputs.spec, inputs.X_val, inputs.y_val
+    fitted = fit_candidate(spec, inputs.X, inputs.y, inputs.roles, config.params, augmentation=augmentation)
+    timings["final_fit_seconds"] += time.perf_counter() - started
+    started = time.perf_counter()
+    report = compare_calibration(fitted, X_val, y_val, seed=config.params.seed)
+    method = choose_calibration(report, config.calibration)
+    final = calibrate_pipeline(fitted, X_val, y_val, method) if method != "none" else fitted
+    timings["calibration_seconds"] += time.perf_counter() - started
+    p_val = final.predict_proba(X_val)
+    policy = tune_threshold_policy(
+        y_val,
+        p_val,
+        target_recall=config.target_recall,
+        review_recall=config.review_recall,
+        max_flag_rate=config.max_flag_rate,
+        recall_confidence=config.recall_confidence,
+    )
+    return _TunedFit(final, method, report, p_val, policy)
 
 
 def _search(
