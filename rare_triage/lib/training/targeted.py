@@ -39,6 +39,7 @@ class TargetedRound:
     round: int
     base_flag_rate: float
     worst_term: str
+    worst_label: str
     worst_ratio: float
     terms_over_goal: int
     terms_targeted: int  # terms with a targeted share for the next fit (0 after the last round)
@@ -67,6 +68,7 @@ def measured_round(
         round=round_,
         base_flag_rate=base_flag_rate,
         worst_term=str(worst["hpo_id"]) if worst is not None else "",
+        worst_label=str(worst.get("label", "")) if worst is not None else "",
         worst_ratio=float(worst["ratio_to_base"]) if worst is not None else float("nan"),
         terms_over_goal=int((per_term["ratio_to_base"] > goal).sum()),
         terms_targeted=len(next_shares),

@@ -269,7 +269,7 @@ def _targeted_fits(
         rounds.append(measured_round(round_, per_term, base_rate, config.targeted_goal, {} if stop else raised))
         timings["targeted_seconds"] += time.perf_counter() - started
         say(
-            f"targeted augmentation, fit {round_}: worst single term on validation {rounds[-1].worst_term} "
+            f"targeted augmentation, fit {round_}: worst single term on validation {rounds[-1].worst_label} "
             f"{rounds[-1].worst_ratio:.2f}x, {rounds[-1].terms_over_goal} term(s) above {config.targeted_goal:g}x"
         )
         if stop:

@@ -18,7 +18,9 @@ def _items(layout: PhenotypeLayout, columns: list[str]) -> list[PhenotypeItem]:
 
 
 def _per_term(ratios: dict[str, float]) -> pd.DataFrame:
-    table = pd.DataFrame({"hpo_id": list(ratios), "ratio_to_base": list(ratios.values())})
+    table = pd.DataFrame(
+        {"hpo_id": list(ratios), "label": [f"term {t}" for t in ratios], "ratio_to_base": list(ratios.values())}
+    )
     return table.sort_values("ratio_to_base", ascending=False, ignore_index=True)
 
 
@@ -29,7 +31,8 @@ def test_shares_grow_with_the_ratio_above_the_goal_and_add_up_over_rounds() -> N
     assert raised_shares({}, _per_term({"HP:1": 500.0}), goal=1.6, step=0.5) == {"HP:1": MAX_TERM_SHARE}
     assert raised_shares(shares, _per_term({"HP:1": 1.6}), goal=1.6, step=0.01) == shares  # at the goal: nothing
     record = measured_round(1, per_term, 0.04, 1.6, shares)
-    assert (record.worst_term, record.worst_ratio, record.terms_over_goal) == ("HP:1", 2.6, 2)
+    assert (record.worst_term, record.worst_label, record.worst_ratio) == ("HP:1", "term HP:1", 2.6)
+    assert record.terms_over_goal == 2
     assert record.terms_targeted == 3 and record.targeted_share == pytest.approx(0.036)
 
 
