@@ -101,7 +101,7 @@ class TrainingConfig:
         "non-orphans teaches that any extra term, a red flag included, speaks against an orphan disease)",
     )
     targeted_rounds: int = _described(
-        2,
+        3,
         "refits of the chosen candidate that add single-term copies of non-orphan rows for the terms that raise the "
         "validation window's non-orphan flag rate above targeted_goal x its base rate when added alone (0: none; "
         "lib/training/targeted.py)",
