@@ -188,7 +188,8 @@ def vocabulary_phenotype_items(
     return phenotype_items(ids, rollup, term_system, columns, term_ic=term_ic, labels=labels)
 
 
-def _flags(pipeline: Any, frame: pd.DataFrame, columns: list[str], policy: ThresholdPolicy) -> np.ndarray:
+def orphan_flags(pipeline: Any, frame: pd.DataFrame, columns: list[str], policy: ThresholdPolicy) -> np.ndarray:
+    """Which rows of `frame` the pipeline flags orphan-compatible under `policy`."""
     if len(frame) == 0:
         return np.zeros(0, dtype=bool)
     return flag_orphan(np.asarray(pipeline.predict_proba(frame[columns])), policy)
@@ -220,14 +221,15 @@ def per_term_flag_rates(
     """
     columns = list(feature_columns)
     inputs = frame[columns]
-    base = _flags(pipeline, inputs, columns, policy) if base_flags is None else np.asarray(base_flags, dtype=bool)
+    base = orphan_flags(pipeline, inputs, columns, policy) if base_flags is None else np.asarray(base_flags, dtype=bool)
     n = len(inputs)
     base_rate = float(base.mean()) if n else float("nan")
     records: list[dict[str, Any]] = []
     batch: list[tuple[PhenotypeItem, np.ndarray, pd.DataFrame]] = []
 
     def score(pending: list[tuple[PhenotypeItem, np.ndarray, pd.DataFrame]]) -> None:
-        flags = _flags(pipeline, pd.concat([changed for _, _, changed in pending], ignore_index=True), columns, policy)
+        changed_rows = pd.concat([changed for _, _, changed in pending], ignore_index=True)
+        flags = orphan_flags(pipeline, changed_rows, columns, policy)
         start = 0
         for item, lacking, changed in pending:
             new = flags[start : start + len(changed)]
@@ -278,7 +280,7 @@ def vocabulary_robustness(
     to the base rate (NaN when that is 0)."""
     columns = list(feature_columns)
     non_orphan = test.loc[np.asarray(y) != ORPHAN_INDEX, columns]
-    base = _flags(pipeline, non_orphan, columns, policy)
+    base = orphan_flags(pipeline, non_orphan, columns, policy)
     n = len(non_orphan)
     base_rate = float(base.mean()) if n else float("nan")
     report: dict[str, float] = {
@@ -294,7 +296,7 @@ def vocabulary_robustness(
                 add_incidental_phenotypes(non_orphan, k, vocabulary_items, seed=seed + 1000 * k + s, weighted=False)
                 for s in range(n_seeds)
             ]
-            rate = float(np.mean([_flags(pipeline, draw, columns, policy).mean() for draw in draws]))
+            rate = float(np.mean([orphan_flags(pipeline, draw, columns, policy).mean() for draw in draws]))
         report[f"plus_{k}_flag_rate"] = rate
         report[f"plus_{k}_ratio"] = _ratio(rate, base_rate)
     per_term = per_term_flag_rates(

@@ -43,14 +43,13 @@ from rare_triage.lib.training.cross_validation import (
     stratified_sample,
 )
 from rare_triage.lib.training.metrics import summary_metrics
-from rare_triage.lib.training.robustness import PhenotypeItem, per_term_flag_rates
+from rare_triage.lib.training.robustness import PhenotypeItem, orphan_flags, per_term_flag_rates
 from rare_triage.lib.training.targeted import TargetedRound, check_targeted, measured_round, raised_shares
 from rare_triage.lib.training.thresholds import (
     DEFAULT_TARGET_RECALL,
     ThresholdPolicy,
     check_max_flag_rate,
     check_recall_confidence,
-    flag_orphan,
     tune_threshold_policy,
 )
 from rare_triage.lib.training.windows import require_all_labels
@@ -259,7 +258,7 @@ def _targeted_fits(
             break
         started = time.perf_counter()
         non_orphan = inputs.X_val.loc[inputs.y_val != ORPHAN_INDEX]
-        base = fit.flags(non_orphan, inputs.columns)
+        base = orphan_flags(fit.final, non_orphan, inputs.columns, fit.policy)
         per_term = per_term_flag_rates(
             fit.final, non_orphan, fit.policy, feature_columns=inputs.columns, items=inputs.items, base_flags=base
         )
@@ -285,9 +284,6 @@ class _TunedFit:
     report: dict[str, dict[str, float]]
     p_val: np.ndarray
     policy: ThresholdPolicy
-
-    def flags(self, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-        return flag_orphan(np.asarray(self.final.predict_proba(frame[columns])), self.policy)
 
 
 def _fit_and_tune(
