@@ -239,7 +239,7 @@ def test_the_training_run_is_readable_and_each_candidate_is_a_child_run(material
         )
     metadata = _metadata(materialized, c.TRIAGE_MODEL)
     assert metadata["mlflow_candidate_runs"].value == len(SMALL_MODEL_CONFIG["candidates"])
-    # the targeted rounds (default 2) measured the fit on validation at least once: in the metadata and the run
+    # the targeted rounds (default 3) measured the fit on validation at least once: in the metadata and the run
     rounds = mlflow.artifacts.load_dict(run.info.artifact_uri + "/tables/targeted_rounds.json")
     assert rounds["columns"][:3] == ["round", "base_flag_rate", "worst_term"] and rounds["data"][0][0] == 0
     assert "worst_ratio" in metadata["targeted_rounds"].value and "terms_over_goal" in metadata["targeted_rounds"].value
